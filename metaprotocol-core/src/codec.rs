@@ -1,0 +1,186 @@
+//! The [`Codec`] contract: how a protocol plugin turns bytes into [`Message`]s and back.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::BytesMut;
+
+use crate::error::CodecError;
+use crate::message::Message;
+use crate::metadata::Metadata;
+use crate::mutation::Mutation;
+use crate::wire::WireBuf;
+
+/// Why the proxy answers a request itself instead of forwarding it.
+///
+/// Codecs map each kind to the protocol's own error (Dubbo status, Thrift `TApplicationException`
+/// type). The enum is non-exhaustive: map unknown kinds to the protocol's generic server error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReplyKind {
+    /// No route matched the request.
+    RouteNotFound,
+    /// The route names a cluster that does not exist.
+    ClusterNotFound,
+    /// The cluster has no healthy endpoint.
+    NoHealthyUpstream,
+    /// The upstream did not answer in time.
+    Timeout,
+    /// A rate limit or circuit breaker refused the request.
+    OverLimit,
+    /// The request could not be understood.
+    BadRequest,
+    /// A filter refused the request (access control).
+    Denied,
+    /// Anything else that went wrong inside the proxy, or with the upstream connection.
+    InternalError,
+}
+
+impl ReplyKind {
+    /// A stable snake_case name, for logs and replies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyKind::RouteNotFound => "route_not_found",
+            ReplyKind::ClusterNotFound => "cluster_not_found",
+            ReplyKind::NoHealthyUpstream => "no_healthy_upstream",
+            ReplyKind::Timeout => "timeout",
+            ReplyKind::OverLimit => "over_limit",
+            ReplyKind::BadRequest => "bad_request",
+            ReplyKind::Denied => "denied",
+            ReplyKind::InternalError => "internal_error",
+        }
+    }
+
+    /// Every kind, for tests that want to try them all.
+    pub const ALL: [ReplyKind; 8] = [
+        ReplyKind::RouteNotFound,
+        ReplyKind::ClusterNotFound,
+        ReplyKind::NoHealthyUpstream,
+        ReplyKind::Timeout,
+        ReplyKind::OverLimit,
+        ReplyKind::BadRequest,
+        ReplyKind::Denied,
+        ReplyKind::InternalError,
+    ];
+}
+
+impl fmt::Display for ReplyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An answer the proxy (or a filter) sends in place of the upstream's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalReply {
+    /// Which error this is.
+    pub kind: ReplyKind,
+    /// A human-readable message, carried in the protocol's error text where it has one.
+    pub message: Cow<'static, str>,
+}
+
+impl LocalReply {
+    /// A reply of `kind` with `message`.
+    pub fn new(kind: ReplyKind, message: impl Into<Cow<'static, str>>) -> Self {
+        LocalReply { kind, message: message.into() }
+    }
+}
+
+/// A protocol plugin's wire logic for one connection.
+///
+/// One codec instance serves one connection and may keep state there (a detected protocol
+/// variant, a scratch buffer). It decodes both directions: requests on a downstream connection,
+/// responses on an upstream one.
+///
+/// # Decoding
+///
+/// [`decode`](Codec::decode) is called with the connection's read buffer each time bytes arrive,
+/// and again after each message it returns, until it returns `Ok(None)`. It follows the contract of
+/// `tokio_util::codec::Decoder::decode`:
+///
+/// * `Ok(Some(message))`: one whole message was removed from the front of `src` (with
+///   `src.split_to(len).freeze()`, so that the message's frame and metadata share memory and
+///   nothing is copied).
+/// * `Ok(None)`: `src` holds no whole message yet. Nothing is consumed. When the frame length is
+///   known, reserve what is missing (`src.reserve(missing)`) so that the next read fills it in one
+///   go. Never consume a partial frame.
+/// * `Err(_)`: the stream is corrupt and the connection will be closed. A frame that declares a
+///   length over [`max_frame_size`](Codec::max_frame_size) must be refused here as soon as the
+///   length is read, before its body is buffered.
+///
+/// Decoding must not panic on any input: use checked arithmetic for lengths and a nesting limit
+/// for recursive structures ([`ByteReader`](crate::ByteReader) helps).
+///
+/// # Encoding
+///
+/// [`encode`](Codec::encode) appends a message to a [`WireBuf`]. With an empty [`Mutation`] and an
+/// unchanged request id, it pushes [`Message::frame`] itself: a reference count, not a copy. With a
+/// mutation, it re-encodes only the part that changes (a header or attachment block, and any length
+/// fields that cover it) and pushes slices of the frame for the rest. Keys the protocol cannot carry
+/// are ignored (and should be logged at debug level).
+///
+/// # Request ids
+///
+/// To multiplex many downstream requests over one upstream connection the proxy gives each a new
+/// id with [`rewrite_request_id`](Codec::rewrite_request_id) before encoding it, and writes the
+/// original back into the response the same way.
+///
+/// The crate's `testkit` feature checks all of the above against sample frames.
+pub trait Codec: Send + 'static {
+    /// Decodes one message from the front of `src`; see the trait docs for the contract.
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, CodecError>;
+
+    /// Appends `message` to `dst`, applying `mutation` and the message's current request id.
+    fn encode(&mut self, message: &Message, mutation: &Mutation, dst: &mut WireBuf) -> Result<(), CodecError>;
+
+    /// The largest frame this codec accepts, in bytes.
+    fn max_frame_size(&self) -> usize;
+
+    /// The largest request id the protocol can carry (`u64::MAX` unless the wire field is narrower).
+    fn request_id_limit(&self) -> u64 {
+        u64::MAX
+    }
+
+    /// Gives `message` the request id `id` (written when it is next encoded) and returns the id it
+    /// had. Fails when `id` exceeds [`request_id_limit`](Codec::request_id_limit).
+    fn rewrite_request_id(&self, message: &mut Message, id: u64) -> Result<u64, CodecError> {
+        let max = self.request_id_limit();
+        if id > max {
+            return Err(CodecError::RequestIdOutOfRange { id, max });
+        }
+        Ok(std::mem::replace(&mut message.metadata.request_id, id))
+    }
+
+    /// A protocol-native error response to the request described by `request`, carrying `reply`'s
+    /// kind and message. The response has the request's id and message type
+    /// [`Response`](crate::MessageType::Response) or [`Error`](crate::MessageType::Error).
+    fn local_reply(&self, request: &Metadata, reply: &LocalReply) -> Result<Message, CodecError>;
+
+    /// The answer to a heartbeat: `Some(reply)` for a heartbeat that asks for one, `None` for a
+    /// heartbeat that is itself a reply.
+    fn heartbeat_reply(&self, heartbeat: &Message) -> Result<Option<Message>, CodecError>;
+}
+
+impl<C: Codec + ?Sized> Codec for Box<C> {
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, CodecError> {
+        (**self).decode(src)
+    }
+    fn encode(&mut self, message: &Message, mutation: &Mutation, dst: &mut WireBuf) -> Result<(), CodecError> {
+        (**self).encode(message, mutation, dst)
+    }
+    fn max_frame_size(&self) -> usize {
+        (**self).max_frame_size()
+    }
+    fn request_id_limit(&self) -> u64 {
+        (**self).request_id_limit()
+    }
+    fn rewrite_request_id(&self, message: &mut Message, id: u64) -> Result<u64, CodecError> {
+        (**self).rewrite_request_id(message, id)
+    }
+    fn local_reply(&self, request: &Metadata, reply: &LocalReply) -> Result<Message, CodecError> {
+        (**self).local_reply(request, reply)
+    }
+    fn heartbeat_reply(&self, heartbeat: &Message) -> Result<Option<Message>, CodecError> {
+        (**self).heartbeat_reply(heartbeat)
+    }
+}

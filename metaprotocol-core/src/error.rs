@@ -1,0 +1,121 @@
+//! Errors of the core crate: [`CodecError`] for wire data, [`ConfigError`] for configuration.
+
+use std::borrow::Cow;
+
+/// Why a codec could not decode or encode a message.
+///
+/// A decode error means the byte stream is corrupt: the proxy answers with a protocol-native error
+/// where it can and closes the connection. Offsets count from the start of the buffer handed to
+/// [`Codec::decode`](crate::Codec::decode), i.e. from the first byte of the frame being decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// A frame declares a length over the codec's maximum frame size. Raised as soon as the length
+    /// is read, before the body is buffered.
+    #[error("frame of {declared} bytes exceeds the maximum frame size of {max} bytes")]
+    FrameTooLarge {
+        /// The length the frame declares.
+        declared: u64,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The bytes do not follow the protocol.
+    #[error("malformed message at byte {offset}: {reason}")]
+    Malformed {
+        /// Where the problem was found.
+        offset: usize,
+        /// What was wrong.
+        reason: Cow<'static, str>,
+    },
+    /// Values nest deeper than the codec allows.
+    #[error("nesting deeper than {limit} levels at byte {offset}")]
+    TooDeep {
+        /// Where the limit was hit.
+        offset: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A valid message this codec does not handle (an unknown transform, serialization, version).
+    #[error("unsupported: {0}")]
+    Unsupported(Cow<'static, str>),
+    /// The proxy asked for a request id the protocol cannot carry.
+    #[error("request id {id} is out of range for this protocol (max {max})")]
+    RequestIdOutOfRange {
+        /// The id asked for.
+        id: u64,
+        /// The largest id the protocol carries.
+        max: u64,
+    },
+    /// A message could not be encoded (for example a mutation made a block too large).
+    #[error("cannot encode: {0}")]
+    Encode(Cow<'static, str>),
+}
+
+impl CodecError {
+    /// A [`CodecError::Malformed`] at `offset`.
+    pub fn malformed(offset: usize, reason: impl Into<Cow<'static, str>>) -> Self {
+        CodecError::Malformed { offset, reason: reason.into() }
+    }
+
+    /// The byte offset the error points at, when it has one.
+    pub fn offset(&self) -> Option<usize> {
+        match self {
+            CodecError::Malformed { offset, .. } | CodecError::TooDeep { offset, .. } => Some(*offset),
+            CodecError::FrameTooLarge { .. } => Some(0),
+            _ => None,
+        }
+    }
+}
+
+/// Why a configuration (codec options, filter config, route table, registry) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No codec or filter is registered under this name.
+    #[error("unknown {kind} `{name}` (registered: {known})")]
+    Unknown {
+        /// "codec" or "filter".
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+        /// The registered names, comma separated.
+        known: String,
+    },
+    /// A codec or filter was registered twice under one name.
+    #[error("{kind} `{name}` is already registered")]
+    Duplicate {
+        /// "codec" or "filter".
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// A value is invalid; `field` names where (for example `routes[2].match[0].regex`).
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The path of the offending field.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// A [`ConfigError::Invalid`] for `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid { field: field.into(), message: message.into() }
+    }
+
+    /// Prefixes the field path of an [`Invalid`](ConfigError::Invalid) error with `outer`.
+    pub fn within(self, outer: &str) -> Self {
+        match self {
+            ConfigError::Invalid { field, message } if field.is_empty() => {
+                ConfigError::Invalid { field: outer.to_string(), message }
+            }
+            ConfigError::Invalid { field, message } => {
+                let sep = if field.starts_with('[') { "" } else { "." };
+                ConfigError::Invalid { field: format!("{outer}{sep}{field}"), message }
+            }
+            other => other,
+        }
+    }
+}

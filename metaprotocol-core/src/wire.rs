@@ -1,0 +1,133 @@
+//! [`WireBuf`]: the output of [`Codec::encode`](crate::Codec::encode), a queue of shared byte chunks.
+//!
+//! Encoders append [`Bytes`]: the original frame, or slices of it around a re-encoded part. Nothing
+//! is concatenated; a writer sends the chunks with vectored I/O through the [`Buf`] implementation
+//! (`tokio::io::AsyncWriteExt::write_all_buf` uses `chunks_vectored`).
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// An ordered queue of byte chunks waiting to be written.
+#[derive(Clone, Debug, Default)]
+pub struct WireBuf {
+    chunks: VecDeque<Bytes>,
+    remaining: usize,
+}
+
+impl WireBuf {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        WireBuf::default()
+    }
+
+    /// Appends a chunk (by reference count, no copy). Empty chunks are skipped.
+    pub fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.remaining += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    /// Total bytes waiting.
+    pub fn len(&self) -> usize {
+        self.remaining
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// The chunks in order.
+    pub fn chunks_iter(&self) -> impl Iterator<Item = &Bytes> {
+        self.chunks.iter()
+    }
+
+    /// Number of chunks.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Removes and returns everything as one contiguous buffer. This copies unless there is a
+    /// single chunk; it is meant for tests and tools, not for the forwarding path.
+    pub fn take_bytes(&mut self) -> Bytes {
+        self.remaining = 0;
+        match self.chunks.len() {
+            0 => Bytes::new(),
+            1 => self.chunks.pop_front().unwrap_or_default(),
+            _ => {
+                let total: usize = self.chunks.iter().map(Bytes::len).sum();
+                let mut out = BytesMut::with_capacity(total);
+                for c in self.chunks.drain(..) {
+                    out.extend_from_slice(&c);
+                }
+                out.freeze()
+            }
+        }
+    }
+}
+
+impl Buf for WireBuf {
+    fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.chunks.front().map(|c| &c[..]).unwrap_or(&[])
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        assert!(cnt <= self.remaining, "advance past the end of a WireBuf");
+        self.remaining -= cnt;
+        while cnt > 0 {
+            let Some(front) = self.chunks.front_mut() else { break };
+            if cnt < front.len() {
+                front.advance(cnt);
+                break;
+            }
+            cnt -= front.len();
+            self.chunks.pop_front();
+        }
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, chunk) in dst.iter_mut().zip(self.chunks.iter()) {
+            *slot = IoSlice::new(chunk);
+            n += 1;
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buf_walks_chunks() {
+        let mut w = WireBuf::new();
+        w.push(Bytes::from_static(b"abc"));
+        w.push(Bytes::new());
+        w.push(Bytes::from_static(b"defg"));
+        assert_eq!(w.remaining(), 7);
+        assert_eq!(w.chunk_count(), 2);
+        let mut slices = [IoSlice::new(&[]); 4];
+        assert_eq!(w.chunks_vectored(&mut slices), 2);
+        w.advance(4);
+        assert_eq!(w.chunk(), b"efg");
+        assert_eq!(w.take_bytes(), Bytes::from_static(b"efg"));
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn take_bytes_concatenates() {
+        let mut w = WireBuf::new();
+        w.push(Bytes::from_static(b"ab"));
+        w.push(Bytes::from_static(b"cd"));
+        assert_eq!(&w.take_bytes()[..], b"abcd");
+        assert_eq!(w.remaining(), 0);
+    }
+}

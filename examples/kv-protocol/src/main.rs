@@ -1,0 +1,21 @@
+//! `kv-metaproxy`: the metaproxy CLI with the kv codec registered. TEMPLATE: a plugin's binary is
+//! exactly this, with its own factory in place of `KvCodecFactory`.
+//!
+//! ```text
+//! cargo run -p metaprotocol-example-kv -- inspect --protocol kv examples/kv-protocol/captures/session.kv
+//! ```
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use metaprotocol_core::Registry;
+
+fn main() -> ExitCode {
+    let mut registry = Registry::new();
+    if let Err(e) = registry.register_codec(kv_protocol::KvCodecFactory) {
+        eprintln!("kv-metaproxy: {e}");
+        return ExitCode::FAILURE;
+    }
+    metaproxy_runtime::cli::main_with(registry)
+}

@@ -13,9 +13,31 @@ use crate::wire::WireBuf;
 
 const ADDED_KEY: &str = "x-conformance-added";
 
+thread_local! {
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, catching a panic quietly: the kit reports it itself, so the default hook's message
+/// (and backtrace) is suppressed on this thread only; panics elsewhere print as usual.
+pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CATCHING.with(|c| c.get()) {
+                previous(info);
+            }
+        }));
+    });
+    CATCHING.with(|c| c.set(true));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(false));
+    r
+}
+
 /// Decodes once, turning a panic into an error string.
 pub(crate) fn try_decode<C: Codec>(codec: &mut C, buf: &mut BytesMut) -> Result<Result<Option<Message>, String>, String> {
-    match catch_unwind(AssertUnwindSafe(|| codec.decode(buf))) {
+    match catch(|| codec.decode(buf)) {
         Ok(r) => Ok(r.map_err(|e| e.to_string())),
         Err(p) => Err(panic_text(&p)),
     }
@@ -46,7 +68,7 @@ pub(crate) fn decode_exact<C: Codec>(codec: &mut C, bytes: &[u8]) -> Result<Mess
 /// Encodes, turning panics and errors into strings.
 pub(crate) fn try_encode<C: Codec>(codec: &mut C, msg: &Message, mutation: &Mutation) -> Result<WireBuf, String> {
     let mut out = WireBuf::new();
-    match catch_unwind(AssertUnwindSafe(|| codec.encode(msg, mutation, &mut out))) {
+    match catch(|| codec.encode(msg, mutation, &mut out)) {
         Ok(Ok(())) => Ok(out),
         Ok(Err(e)) => Err(format!("encode failed: {e}")),
         Err(p) => Err(format!("encode panicked: {}", panic_text(&p))),
@@ -286,7 +308,7 @@ pub(crate) fn local_replies<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: 
         for kind in ReplyKind::ALL {
             let mut codec = (kit.new_codec)();
             let reply = LocalReply::new(kind, format!("conformance {kind}"));
-            let made = match catch_unwind(AssertUnwindSafe(|| codec.local_reply(&req.metadata, &reply))) {
+            let made = match catch(|| codec.local_reply(&req.metadata, &reply)) {
                 Ok(Ok(m)) => m,
                 Ok(Err(e)) => {
                     r.fail("local-reply", format!("sample {i}, {kind}: {e}"));
@@ -318,7 +340,7 @@ pub(crate) fn local_replies<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: 
 pub(crate) fn heartbeats<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: &mut Report) {
     for (i, hb) in decoded_samples(kit).into_iter().filter(|(_, m)| m.metadata.message_type == MessageType::Heartbeat) {
         let mut codec = (kit.new_codec)();
-        match catch_unwind(AssertUnwindSafe(|| codec.heartbeat_reply(&hb))) {
+        match catch(|| codec.heartbeat_reply(&hb)) {
             Ok(Ok(None)) => {}
             Ok(Ok(Some(reply))) => {
                 let bytes = try_encode(&mut codec, &reply, &Mutation::new()).map(|mut o| o.take_bytes());

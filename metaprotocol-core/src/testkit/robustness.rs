@@ -54,7 +54,7 @@ fn drain<C: Codec>(codec: &mut C, bytes: &[u8], r: &mut Report, check: &'static 
                 }
                 // An error is allowed (some messages cannot be answered); a panic is not.
                 let reply = crate::LocalReply::new(crate::ReplyKind::BadRequest, "x");
-                if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| codec.local_reply(&m.metadata, &reply))) {
+                if let Err(p) = super::checks::catch(|| codec.local_reply(&m.metadata, &reply)) {
                     r.fail(check, format!("{what}: local_reply panicked: {}", super::checks::panic_text(&p)));
                     return;
                 }

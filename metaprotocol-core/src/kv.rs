@@ -146,11 +146,14 @@ mod tests {
         let mut m = kv(&[("a", "1"), ("B", "2"), ("c", "3"), ("b", "4")]);
         m.set(Bytes::from_static(b"b"), Bytes::from_static(b"9"));
         let keys: Vec<_> = m.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
-        assert_eq!(keys, vec![
-            (Bytes::from_static(b"a"), Bytes::from_static(b"1")),
-            (Bytes::from_static(b"B"), Bytes::from_static(b"9")),
-            (Bytes::from_static(b"c"), Bytes::from_static(b"3")),
-        ]);
+        assert_eq!(
+            keys,
+            vec![
+                (Bytes::from_static(b"a"), Bytes::from_static(b"1")),
+                (Bytes::from_static(b"B"), Bytes::from_static(b"9")),
+                (Bytes::from_static(b"c"), Bytes::from_static(b"3")),
+            ]
+        );
         m.set(Bytes::from_static(b"d"), Bytes::from_static(b"4"));
         assert_eq!(m.len(), 4);
         assert_eq!(m.get_str("d"), Some("4"));

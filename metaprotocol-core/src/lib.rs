@@ -35,7 +35,9 @@ pub mod testkit;
 
 pub use codec::{Codec, LocalReply, ReplyKind};
 pub use error::{CodecError, ConfigError};
-pub use filter::{Attributes, ChainOutcome, Filter, FilterAction, FilterChain, FilterFuture, RequestContext, RouteDecision};
+pub use filter::{
+    Attributes, ChainOutcome, Filter, FilterAction, FilterChain, FilterFuture, RequestContext, RouteDecision,
+};
 pub use kv::{KeyValue, KeyValues};
 pub use message::{Layout, Message, LAYOUT_SLOTS};
 pub use metadata::{MessageType, Metadata, Operation, ResponseStatus};

@@ -115,9 +115,12 @@ mod tests {
         assert!(m.touches(b"NEW"));
         m.apply_to(&mut kvs);
         let got: Vec<_> = kvs.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
-        assert_eq!(got, vec![
-            (Bytes::from_static(b"Keep"), Bytes::from_static(b"3")),
-            (Bytes::from_static(b"new"), Bytes::from_static(b"b")),
-        ]);
+        assert_eq!(
+            got,
+            vec![
+                (Bytes::from_static(b"Keep"), Bytes::from_static(b"3")),
+                (Bytes::from_static(b"new"), Bytes::from_static(b"b")),
+            ]
+        );
     }
 }

@@ -108,10 +108,7 @@ impl<'a> ByteReader<'a> {
 /// Checks a declared frame length against the maximum; call it as soon as the length is known,
 /// before reserving or buffering the body.
 pub fn check_frame_size(declared: u64, max: usize) -> Result<usize, CodecError> {
-    usize::try_from(declared)
-        .ok()
-        .filter(|&n| n <= max)
-        .ok_or(CodecError::FrameTooLarge { declared, max })
+    usize::try_from(declared).ok().filter(|&n| n <= max).ok_or(CodecError::FrameTooLarge { declared, max })
 }
 
 #[cfg(test)]

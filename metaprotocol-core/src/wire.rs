@@ -30,6 +30,13 @@ impl WireBuf {
         }
     }
 
+    /// Drops every chunk, keeping the queue's allocation for reuse (a connection keeps one
+    /// `WireBuf` and reuses it, so encoding allocates nothing per message).
+    pub fn clear(&mut self) {
+        self.chunks.clear();
+        self.remaining = 0;
+    }
+
     /// Total bytes waiting.
     pub fn len(&self) -> usize {
         self.remaining

@@ -1,6 +1,8 @@
 //! The conformance kit must fail codecs that break the contract. Each test wraps the (conforming)
 //! template codec with one flaw and checks that the kit reports exactly that kind of failure.
 
+// Tests panic on purpose when an expectation fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![cfg(feature = "testkit")]
 
 use bytes::{Bytes, BytesMut};
@@ -92,7 +94,8 @@ impl Codec for Broken {
 fn failures(flaw: Flaw) -> Vec<String> {
     // The inner codec's limit is 4 MiB, the wrapper claims 64 KiB: without its own check the
     // wrapper lets a 1 MiB frame through (the NoFrameSizeLimit flaw); with it, it refuses it.
-    let inner = if flaw == Flaw::NoFrameSizeLimit { KvOptions::default() } else { KvOptions { max_frame_size: 64 * 1024 } };
+    let inner =
+        if flaw == Flaw::NoFrameSizeLimit { KvOptions::default() } else { KvOptions { max_frame_size: 64 * 1024 } };
     let kit = ConformanceKit::new(move || Broken { inner: KvCodec::new(inner.clone()), flaw })
         .frame(FrameBuilder::request(1, "S", "m").header("trace", "t").body("body").build().unwrap())
         .frame(FrameBuilder::new(KvType::Response, 1).status(ResponseStatus::Ok).body("ok").build().unwrap())

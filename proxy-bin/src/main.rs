@@ -7,10 +7,14 @@
 
 use std::process::ExitCode;
 
-use metaprotocol_core::Registry;
-
 fn main() -> ExitCode {
-    let mut registry = Registry::new();
+    let mut registry = match metaproxy_runtime::default_registry() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("metaproxy: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // The template protocol doubles as a built-in, so captures of it can be inspected at once.
     if let Err(e) = registry.register_codec(kv_protocol::KvCodecFactory) {
         eprintln!("metaproxy: {e}");

@@ -168,7 +168,11 @@ mod tests {
 
     #[test]
     fn decodes_metadata_as_slices_of_the_frame() {
-        let bytes = crate::FrameBuilder::request(42, "Greeter", "sayHello").header("batchjob", "true").body("hi").build().unwrap();
+        let bytes = crate::FrameBuilder::request(42, "Greeter", "sayHello")
+            .header("batchjob", "true")
+            .body("hi")
+            .build()
+            .unwrap();
         let msg = decode(&bytes).unwrap().unwrap();
         let md = &msg.metadata;
         assert_eq!(md.message_type, MessageType::Request);
@@ -191,7 +195,9 @@ mod tests {
     #[test]
     fn local_reply_carries_kind_and_message() {
         let req = decode(&crate::FrameBuilder::request(9, "S", "m").build().unwrap()).unwrap().unwrap();
-        let reply = KvCodec::default().local_reply(&req.metadata, &LocalReply::new(ReplyKind::Timeout, "took too long")).unwrap();
+        let reply = KvCodec::default()
+            .local_reply(&req.metadata, &LocalReply::new(ReplyKind::Timeout, "took too long"))
+            .unwrap();
         assert_eq!(reply.metadata.message_type, MessageType::Error);
         assert_eq!(reply.metadata.request_id, 9);
         assert_eq!(reply.metadata.kvs.get_str("error-kind"), Some("timeout"));

@@ -9,10 +9,14 @@
 
 use std::process::ExitCode;
 
-use metaprotocol_core::Registry;
-
 fn main() -> ExitCode {
-    let mut registry = Registry::new();
+    let mut registry = match metaproxy_runtime::default_registry() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kv-metaproxy: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Err(e) = registry.register_codec(kv_protocol::KvCodecFactory) {
         eprintln!("kv-metaproxy: {e}");
         return ExitCode::FAILURE;

@@ -97,8 +97,12 @@ pub fn parse_block(frame: &Bytes, start: usize, end: usize) -> Result<KeyValues,
 
 /// Appends one header entry; fails when the key or value is too long for the format.
 pub fn put_entry(dst: &mut BytesMut, key: &[u8], value: &[u8]) -> Result<(), CodecError> {
-    let klen = u8::try_from(key.len()).ok().filter(|&n| n > 0).ok_or(CodecError::Encode("kv header keys are 1 to 255 bytes".into()))?;
-    let vlen = u16::try_from(value.len()).map_err(|_| CodecError::Encode("kv header values are at most 65535 bytes".into()))?;
+    let klen = u8::try_from(key.len())
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or(CodecError::Encode("kv header keys are 1 to 255 bytes".into()))?;
+    let vlen = u16::try_from(value.len())
+        .map_err(|_| CodecError::Encode("kv header values are at most 65535 bytes".into()))?;
     dst.put_u8(klen);
     dst.put_slice(key);
     dst.put_u16(vlen);
@@ -150,9 +154,7 @@ impl FrameBuilder {
 
     /// A request for `service`/`method`.
     pub fn request(request_id: u64, service: &str, method: &str) -> Self {
-        FrameBuilder::new(KvType::Request, request_id)
-            .header("service", service)
-            .header("method", method)
+        FrameBuilder::new(KvType::Request, request_id).header("service", service).header("method", method)
     }
 
     /// Adds a header entry.
@@ -183,7 +185,14 @@ impl FrameBuilder {
             put_entry(&mut block, k, v)?;
         }
         let mut out = BytesMut::with_capacity(FIXED_HEADER + block.len() + self.body.len());
-        put_fixed_header(&mut out, self.kind as u8, self.request_id, status_to_byte(self.status), block.len(), self.body.len())?;
+        put_fixed_header(
+            &mut out,
+            self.kind as u8,
+            self.request_id,
+            status_to_byte(self.status),
+            block.len(),
+            self.body.len(),
+        )?;
         out.put_slice(&block);
         out.put_slice(&self.body);
         Ok(out.freeze())

@@ -1,5 +1,8 @@
 //! The conformance kit run against the kv codec. TEMPLATE: give it your protocol's sample frames.
 
+// Tests panic on purpose when an expectation fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use kv_protocol::{FrameBuilder, KvCodec, KvOptions, KvType};
 use metaprotocol_core::testkit::ConformanceKit;
 use metaprotocol_core::ResponseStatus;
@@ -7,10 +10,18 @@ use metaprotocol_core::ResponseStatus;
 fn samples() -> Vec<bytes::Bytes> {
     let big_body: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     [
-        FrameBuilder::request(1, "org.demo.Greeter", "sayHello").header("trace", "abc").header("batchjob", "true").body("hello"),
-        FrameBuilder::new(KvType::Oneway, 2).header("service", "org.demo.Log").header("method", "append").header("trace", "t2"),
+        FrameBuilder::request(1, "org.demo.Greeter", "sayHello")
+            .header("trace", "abc")
+            .header("batchjob", "true")
+            .body("hello"),
+        FrameBuilder::new(KvType::Oneway, 2)
+            .header("service", "org.demo.Log")
+            .header("method", "append")
+            .header("trace", "t2"),
         FrameBuilder::new(KvType::Response, 1).header("trace", "abc").body(vec![0u8; 64]),
-        FrameBuilder::new(KvType::Error, 3).status(ResponseStatus::BusinessException).header("error-message", "no such user"),
+        FrameBuilder::new(KvType::Error, 3)
+            .status(ResponseStatus::BusinessException)
+            .header("error-message", "no such user"),
         FrameBuilder::new(KvType::Ping, 4),
         FrameBuilder::new(KvType::Pong, 4),
         FrameBuilder::new(KvType::Request, u64::MAX),

@@ -55,6 +55,14 @@ impl<'a> FilterFuture<'a> {
         FilterFuture::Ready(Some(FilterAction::Continue))
     }
 
+    /// The action if it is already known, else the future back (for synchronous callers and tests).
+    pub fn into_ready(self) -> Result<FilterAction, Self> {
+        match self {
+            FilterFuture::Ready(Some(action)) => Ok(action),
+            other => Err(other),
+        }
+    }
+
     /// An action that an `async` block will produce.
     pub fn wait(fut: impl Future<Output = FilterAction> + Send + 'a) -> Self {
         FilterFuture::Wait(Box::pin(fut))

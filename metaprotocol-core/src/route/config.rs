@@ -206,8 +206,8 @@ mod tests {
     fn unknown_fields_and_bad_durations_are_errors() {
         let e = serde_json::from_value::<RouteSpec>(serde_json::json!({"name": "x", "rout": {}})).unwrap_err();
         assert!(e.to_string().contains("unknown field `rout`"), "{e}");
-        let e = serde_json::from_value::<RouteSpec>(serde_json::json!({"name": "x", "timeout": "3 parsecs"}))
-            .unwrap_err();
+        let e =
+            serde_json::from_value::<RouteSpec>(serde_json::json!({"name": "x", "timeout": "3 parsecs"})).unwrap_err();
         assert!(e.to_string().contains("invalid duration"), "{e}");
     }
 }

@@ -222,7 +222,10 @@ impl RouteTable {
             let at = format!("routes[{i}]");
             let route = Route::compile(spec).map_err(|e| e.within(&at))?;
             if !names.insert(spec.name.clone()) {
-                return Err(ConfigError::invalid(format!("{at}.name"), format!("duplicate route name `{}`", spec.name)));
+                return Err(ConfigError::invalid(
+                    format!("{at}.name"),
+                    format!("duplicate route name `{}`", spec.name),
+                ));
             }
             routes.push(Arc::new(route));
         }
@@ -283,7 +286,8 @@ fn compile_mirror(m: &MirrorSpec) -> Result<Mirror, ConfigError> {
     if !(0.0..=100.0).contains(&m.percentage) {
         return Err(ConfigError::invalid("percentage", "must be between 0 and 100"));
     }
-    let destination = Destination::from_spec(&DestinationSpec { cluster: m.cluster.clone(), subset: m.subset.clone() })?;
+    let destination =
+        Destination::from_spec(&DestinationSpec { cluster: m.cluster.clone(), subset: m.subset.clone() })?;
     Ok(Mirror { destination, basis_points: (m.percentage * 100.0).round() as u32 })
 }
 
@@ -355,8 +359,10 @@ mod tests {
 
     #[test]
     fn no_match_without_catch_all() {
-        let t = table(serde_json::json!([{"name": "a", "match": [{"key": "k", "present": true}], "route": {"cluster": "c"}}]))
-            .unwrap();
+        let t = table(
+            serde_json::json!([{"name": "a", "match": [{"key": "k", "present": true}], "route": {"cluster": "c"}}]),
+        )
+        .unwrap();
         assert!(t.find(&md(&[("other", "1")])).is_none());
     }
 
@@ -393,18 +399,30 @@ mod tests {
     fn errors_name_the_field() {
         let cases = [
             (serde_json::json!([{"name": "a"}]), "routes[0]: needs a destination"),
-            (serde_json::json!([{"name": "a", "route": {"cluster": "c"}}, {"name": "a", "route": {"cluster": "c"}}]),
-             "routes[1].name: duplicate route name `a`"),
-            (serde_json::json!([{"name": "a", "match": [{"key": "k", "regex": "("}], "route": {"cluster": "c"}}]),
-             "routes[0].match[0].regex: invalid regular expression"),
-            (serde_json::json!([{"name": "a", "weighted": [{"cluster": "c", "weight": 0}]}]),
-             "routes[0].weighted: weights add up to zero"),
-            (serde_json::json!([{"name": "a", "route": {"cluster": "c"}, "request_mutation": [{"key": "k"}]}]),
-             "routes[0].request_mutation[0]: give either"),
-            (serde_json::json!([{"name": "a", "route": {"cluster": "c"}, "retries": {"count": 11}}]),
-             "routes[0].retries.count: at most 10"),
-            (serde_json::json!([{"name": "a", "route": {"cluster": "c"}, "mirror": {"cluster": "m", "percentage": 101}}]),
-             "routes[0].mirror.percentage"),
+            (
+                serde_json::json!([{"name": "a", "route": {"cluster": "c"}}, {"name": "a", "route": {"cluster": "c"}}]),
+                "routes[1].name: duplicate route name `a`",
+            ),
+            (
+                serde_json::json!([{"name": "a", "match": [{"key": "k", "regex": "("}], "route": {"cluster": "c"}}]),
+                "routes[0].match[0].regex: invalid regular expression",
+            ),
+            (
+                serde_json::json!([{"name": "a", "weighted": [{"cluster": "c", "weight": 0}]}]),
+                "routes[0].weighted: weights add up to zero",
+            ),
+            (
+                serde_json::json!([{"name": "a", "route": {"cluster": "c"}, "request_mutation": [{"key": "k"}]}]),
+                "routes[0].request_mutation[0]: give either",
+            ),
+            (
+                serde_json::json!([{"name": "a", "route": {"cluster": "c"}, "retries": {"count": 11}}]),
+                "routes[0].retries.count: at most 10",
+            ),
+            (
+                serde_json::json!([{"name": "a", "route": {"cluster": "c"}, "mirror": {"cluster": "m", "percentage": 101}}]),
+                "routes[0].mirror.percentage",
+            ),
         ];
         for (json, want) in cases {
             let err = table(json).unwrap_err().to_string();

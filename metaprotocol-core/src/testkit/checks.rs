@@ -36,7 +36,10 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
 }
 
 /// Decodes once, turning a panic into an error string.
-pub(crate) fn try_decode<C: Codec>(codec: &mut C, buf: &mut BytesMut) -> Result<Result<Option<Message>, String>, String> {
+pub(crate) fn try_decode<C: Codec>(
+    codec: &mut C,
+    buf: &mut BytesMut,
+) -> Result<Result<Option<Message>, String>, String> {
     match catch(|| codec.decode(buf)) {
         Ok(r) => Ok(r.map_err(|e| e.to_string())),
         Err(p) => Err(panic_text(&p)),
@@ -76,7 +79,11 @@ pub(crate) fn try_encode<C: Codec>(codec: &mut C, msg: &Message, mutation: &Muta
 }
 
 fn decoded_samples<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>) -> Vec<(usize, Message)> {
-    kit.samples.iter().enumerate().filter_map(|(i, s)| decode_exact(&mut (kit.new_codec)(), &s.bytes).ok().map(|m| (i, m))).collect()
+    kit.samples
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| decode_exact(&mut (kit.new_codec)(), &s.bytes).ok().map(|m| (i, m)))
+        .collect()
 }
 
 pub(crate) fn decode_whole<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: &mut Report) {
@@ -106,18 +113,34 @@ pub(crate) fn split_at_every_offset<C: Codec, F: Fn() -> C>(kit: &ConformanceKit
             match try_decode(&mut codec, &mut buf) {
                 Ok(Ok(None)) if buf.len() == at => {}
                 Ok(Ok(None)) => {
-                    r.fail("split", format!("sample {i}: Ok(None) on the first {at} bytes consumed {} bytes", at - buf.len()));
+                    r.fail(
+                        "split",
+                        format!("sample {i}: Ok(None) on the first {at} bytes consumed {} bytes", at - buf.len()),
+                    );
                     continue;
                 }
                 other => {
-                    r.fail("split", format!("sample {i}: the first {at} of {} bytes gave {} instead of Ok(None)", bytes.len(), describe(&other)));
+                    r.fail(
+                        "split",
+                        format!(
+                            "sample {i}: the first {at} of {} bytes gave {} instead of Ok(None)",
+                            bytes.len(),
+                            describe(&other)
+                        ),
+                    );
                     continue;
                 }
             }
             buf.extend_from_slice(&bytes[at..]);
             match try_decode(&mut codec, &mut buf) {
                 Ok(Ok(Some(m))) if m == whole && buf.is_empty() => {}
-                other => r.fail("split", format!("sample {i}: split at byte {at}, the rest gave {} (expected the whole message)", describe(&other))),
+                other => r.fail(
+                    "split",
+                    format!(
+                        "sample {i}: split at byte {at}, the rest gave {} (expected the whole message)",
+                        describe(&other)
+                    ),
+                ),
             }
         }
     }
@@ -135,7 +158,10 @@ pub(crate) fn byte_by_byte<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: &
                 Ok(Ok(None)) if !last => {}
                 Ok(Ok(Some(m))) if last && m == whole && buf.is_empty() => {}
                 other => {
-                    r.fail("byte-by-byte", format!("sample {i}: after {} of {} bytes got {}", n + 1, bytes.len(), describe(&other)));
+                    r.fail(
+                        "byte-by-byte",
+                        format!("sample {i}: after {} of {} bytes got {}", n + 1, bytes.len(), describe(&other)),
+                    );
                     break;
                 }
             }
@@ -157,14 +183,20 @@ pub(crate) fn back_to_back<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: &
         match try_decode(&mut codec, &mut buf) {
             Ok(Ok(Some(m))) if &m == whole => {}
             other => {
-                r.fail("back-to-back", format!("message {i} of a buffer holding all samples came out as {}", describe(&other)));
+                r.fail(
+                    "back-to-back",
+                    format!("message {i} of a buffer holding all samples came out as {}", describe(&other)),
+                );
                 return;
             }
         }
     }
     match try_decode(&mut codec, &mut buf) {
         Ok(Ok(None)) if buf.len() == tail.len() => {}
-        other => r.fail("back-to-back", format!("a half frame left at the end gave {} (expected Ok(None), nothing consumed)", describe(&other))),
+        other => r.fail(
+            "back-to-back",
+            format!("a half frame left at the end gave {} (expected Ok(None), nothing consumed)", describe(&other)),
+        ),
     }
 }
 
@@ -180,9 +212,15 @@ pub(crate) fn passthrough_shares_memory<C: Codec, F: Fn() -> C>(kit: &Conformanc
                 let copied = out.chunks_iter().any(|c| !within(c, &range));
                 let bytes = out.take_bytes();
                 if bytes != s.bytes {
-                    r.fail("passthrough", format!("sample {i}: empty mutation changed the frame: {} -> {}", hex(&s.bytes), hex(&bytes)));
+                    r.fail(
+                        "passthrough",
+                        format!("sample {i}: empty mutation changed the frame: {} -> {}", hex(&s.bytes), hex(&bytes)),
+                    );
                 } else if copied {
-                    r.fail("passthrough", format!("sample {i}: empty mutation copied the frame instead of sharing the input's memory"));
+                    r.fail(
+                        "passthrough",
+                        format!("sample {i}: empty mutation copied the frame instead of sharing the input's memory"),
+                    );
                 }
             }
         }
@@ -223,7 +261,12 @@ pub(crate) fn mutation_round_trip<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F
             continue;
         }
         if kit.expect_splice && msg.metadata.body_size > 0 && !spliced {
-            r.fail("mutation", format!("sample {i}: the mutated frame shares no memory with the input (re-encoded whole, not spliced)"));
+            r.fail(
+                "mutation",
+                format!(
+                    "sample {i}: the mutated frame shares no memory with the input (re-encoded whole, not spliced)"
+                ),
+            );
         }
         let after = match decode_exact(&mut (kit.new_codec)(), &bytes) {
             Ok(m) => m,
@@ -235,7 +278,10 @@ pub(crate) fn mutation_round_trip<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F
         let kvs = &after.metadata.kvs;
         let added: Vec<_> = kvs.iter().filter(|e| e.key.eq_ignore_ascii_case(ADDED_KEY.as_bytes())).collect();
         if added.len() != 1 || &added[0].value[..] != b"second" {
-            r.fail("mutation", format!("sample {i}: after setting `{ADDED_KEY}` twice, found {} entries ({added:?})", added.len()));
+            r.fail(
+                "mutation",
+                format!("sample {i}: after setting `{ADDED_KEY}` twice, found {} entries ({added:?})", added.len()),
+            );
         }
         if let Some(k) = removable {
             if kvs.contains(k) {
@@ -243,13 +289,24 @@ pub(crate) fn mutation_round_trip<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F
             }
         }
         for e in msg.metadata.kvs.iter() {
-            let touched = e.key.eq_ignore_ascii_case(ADDED_KEY.as_bytes()) || removable.is_some_and(|k| e.key.eq_ignore_ascii_case(k.as_bytes()));
+            let touched = e.key.eq_ignore_ascii_case(ADDED_KEY.as_bytes())
+                || removable.is_some_and(|k| e.key.eq_ignore_ascii_case(k.as_bytes()));
             if !touched && kvs.get_bytes(&e.key) != msg.metadata.kvs.get_bytes(&e.key) {
-                r.fail("mutation", format!("sample {i}: untouched key `{}` changed from {:?} to {:?}", String::from_utf8_lossy(&e.key), msg.metadata.kvs.get_bytes(&e.key), kvs.get_bytes(&e.key)));
+                r.fail(
+                    "mutation",
+                    format!(
+                        "sample {i}: untouched key `{}` changed from {:?} to {:?}",
+                        String::from_utf8_lossy(&e.key),
+                        msg.metadata.kvs.get_bytes(&e.key),
+                        kvs.get_bytes(&e.key)
+                    ),
+                );
             }
         }
         let (a, b) = (&msg.metadata, &after.metadata);
-        if (a.message_type, a.request_id, &a.service, &a.method, a.response_status) != (b.message_type, b.request_id, &b.service, &b.method, b.response_status) {
+        if (a.message_type, a.request_id, &a.service, &a.method, a.response_status)
+            != (b.message_type, b.request_id, &b.service, &b.method, b.response_status)
+        {
             r.fail("mutation", format!("sample {i}: typed metadata changed: {a:?} -> {b:?}"));
         }
     }
@@ -265,7 +322,10 @@ pub(crate) fn request_id_rewrite<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>
         match codec.rewrite_request_id(&mut m, new_id) {
             Ok(old) if old == original => {}
             other => {
-                r.fail("request-id", format!("sample {i}: rewrite_request_id({new_id}) returned {other:?}, expected Ok({original})"));
+                r.fail(
+                    "request-id",
+                    format!("sample {i}: rewrite_request_id({new_id}) returned {other:?}, expected Ok({original})"),
+                );
                 continue;
             }
         }
@@ -286,14 +346,20 @@ pub(crate) fn request_id_rewrite<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>
         let mut expect = msg.metadata.clone();
         expect.request_id = new_id;
         if decoded.metadata.request_id != new_id {
-            r.fail("request-id", format!("sample {i}: rewrote the id to {new_id}, decoded {}", decoded.metadata.request_id));
+            r.fail(
+                "request-id",
+                format!("sample {i}: rewrote the id to {new_id}, decoded {}", decoded.metadata.request_id),
+            );
         } else if decoded.metadata.kvs != expect.kvs || decoded.metadata.message_type != expect.message_type {
             r.fail("request-id", format!("sample {i}: rewriting the id changed other metadata"));
         }
         let _ = codec.rewrite_request_id(&mut decoded, original);
         match try_encode(&mut codec, &decoded, &Mutation::new()).map(|mut out| out.take_bytes()) {
             Ok(b) if b == kit.samples[i].bytes => {}
-            Ok(_) => r.fail("request-id", format!("sample {i}: restoring the original id did not restore the original frame")),
+            Ok(_) => r.fail(
+                "request-id",
+                format!("sample {i}: restoring the original id did not restore the original frame"),
+            ),
             Err(e) => r.fail("request-id", format!("sample {i}: {e}")),
         }
         if limit < u64::MAX && codec.rewrite_request_id(&mut m, limit + 1).is_ok() {
@@ -303,7 +369,8 @@ pub(crate) fn request_id_rewrite<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>
 }
 
 pub(crate) fn local_replies<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: &mut Report) {
-    let requests: Vec<_> = decoded_samples(kit).into_iter().filter(|(_, m)| m.metadata.message_type == MessageType::Request).collect();
+    let requests: Vec<_> =
+        decoded_samples(kit).into_iter().filter(|(_, m)| m.metadata.message_type == MessageType::Request).collect();
     for (i, req) in requests {
         for kind in ReplyKind::ALL {
             let mut codec = (kit.new_codec)();
@@ -345,8 +412,16 @@ pub(crate) fn heartbeats<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: &mu
             Ok(Ok(Some(reply))) => {
                 let bytes = try_encode(&mut codec, &reply, &Mutation::new()).map(|mut o| o.take_bytes());
                 match bytes.and_then(|b| decode_exact(&mut (kit.new_codec)(), &b)) {
-                    Ok(m) if m.metadata.message_type == MessageType::Heartbeat && m.metadata.request_id == hb.metadata.request_id => {}
-                    Ok(m) => r.fail("heartbeat", format!("sample {i}: the reply decodes as {:?} id {}", m.metadata.message_type, m.metadata.request_id)),
+                    Ok(m)
+                        if m.metadata.message_type == MessageType::Heartbeat
+                            && m.metadata.request_id == hb.metadata.request_id => {}
+                    Ok(m) => r.fail(
+                        "heartbeat",
+                        format!(
+                            "sample {i}: the reply decodes as {:?} id {}",
+                            m.metadata.message_type, m.metadata.request_id
+                        ),
+                    ),
                     Err(e) => r.fail("heartbeat", format!("sample {i}: reply: {e}")),
                 }
             }
@@ -361,6 +436,8 @@ pub(crate) fn describe(r: &Result<Result<Option<Message>, String>, String>) -> S
         Err(p) => format!("a panic ({p})"),
         Ok(Err(e)) => format!("Err({e})"),
         Ok(Ok(None)) => "Ok(None)".into(),
-        Ok(Ok(Some(m))) => format!("Ok(Some({} message, id {}, {} bytes))", m.metadata.message_type, m.metadata.request_id, m.len()),
+        Ok(Ok(Some(m))) => {
+            format!("Ok(Some({} message, id {}, {} bytes))", m.metadata.message_type, m.metadata.request_id, m.len())
+        }
     }
 }

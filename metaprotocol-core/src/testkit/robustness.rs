@@ -39,7 +39,10 @@ fn drain<C: Codec>(codec: &mut C, bytes: &[u8], r: &mut Report, check: &'static 
             }
             Ok(Ok(Some(m))) => {
                 if before - buf.len() != m.len() {
-                    r.fail(check, format!("{what}: consumed {} bytes for a {}-byte frame", before - buf.len(), m.len()));
+                    r.fail(
+                        check,
+                        format!("{what}: consumed {} bytes for a {}-byte frame", before - buf.len(), m.len()),
+                    );
                     return;
                 }
                 let mut mutation = Mutation::new();
@@ -80,7 +83,11 @@ pub(crate) fn truncated<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: &mut
 
 pub(crate) fn corrupted<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: &mut Report) {
     for (i, s) in kit.samples.iter().enumerate() {
-        let positions: Vec<usize> = if s.bytes.len() <= 1024 { (0..s.bytes.len()).collect() } else { (0..s.bytes.len()).step_by(s.bytes.len() / 1024 + 1).collect() };
+        let positions: Vec<usize> = if s.bytes.len() <= 1024 {
+            (0..s.bytes.len()).collect()
+        } else {
+            (0..s.bytes.len()).step_by(s.bytes.len() / 1024 + 1).collect()
+        };
         for pos in positions {
             let orig = s.bytes[pos];
             for v in [0x00, 0xff, 0x7f, 0x80, orig ^ 0x80, orig.wrapping_add(1), orig.wrapping_sub(1)] {
@@ -89,7 +96,13 @@ pub(crate) fn corrupted<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: &mut
                 }
                 let mut bytes = s.bytes.to_vec();
                 bytes[pos] = v;
-                drain(&mut (kit.new_codec)(), &bytes, r, "corrupted", &format!("sample {i} with byte {pos} set to {v:#04x}"));
+                drain(
+                    &mut (kit.new_codec)(),
+                    &bytes,
+                    r,
+                    "corrupted",
+                    &format!("sample {i} with byte {pos} set to {v:#04x}"),
+                );
             }
         }
     }
@@ -123,10 +136,20 @@ pub(crate) fn oversized<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: &mut
                     r.fail("oversized", format!("prefix {i}: refused, but not with CodecError::FrameTooLarge"));
                 }
             }
-            other => r.fail("oversized", format!("prefix {i} ({}) over the maximum of {max} bytes gave {} instead of an error", hex(prefix), describe(&other))),
+            other => r.fail(
+                "oversized",
+                format!(
+                    "prefix {i} ({}) over the maximum of {max} bytes gave {} instead of an error",
+                    hex(prefix),
+                    describe(&other)
+                ),
+            ),
         }
         if buf.capacity() > prefix.len().max(64 * 1024) {
-            r.fail("oversized", format!("prefix {i}: the decoder reserved {} bytes for a frame it should refuse", buf.capacity()));
+            r.fail(
+                "oversized",
+                format!("prefix {i}: the decoder reserved {} bytes for a frame it should refuse", buf.capacity()),
+            );
         }
     }
 }

@@ -4,10 +4,9 @@
 //! with one more codec registered:
 //!
 //! ```no_run
-//! use metaprotocol_core::Registry;
-//!
 //! fn main() -> std::process::ExitCode {
-//!     let registry = Registry::new(); // register_codec(MyCodecFactory) here
+//!     let Ok(registry) = metaproxy_runtime::default_registry() else { return std::process::ExitCode::FAILURE };
+//!     // registry.register_codec(MyCodecFactory) here
 //!     metaproxy_runtime::cli::main_with(registry)
 //! }
 //! ```
@@ -22,3 +21,13 @@ mod error;
 pub mod inspect;
 
 pub use error::RuntimeError;
+
+use metaprotocol_core::{ConfigError, Registry};
+
+/// A registry holding everything built into metaproxy: the built-in filters (and, as they land,
+/// the built-in codecs). Plugin binaries start from it and register their own codecs.
+pub fn default_registry() -> Result<Registry, ConfigError> {
+    let mut registry = Registry::new();
+    metaprotocol_filters::register_builtin_filters(&mut registry)?;
+    Ok(registry)
+}

@@ -1,0 +1,96 @@
+//! `metaproxy inspect`, driven as a user runs it: the real binary on capture files.
+
+// Tests panic on purpose when an expectation fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn metaproxy(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_metaproxy")).args(args).output().expect("run metaproxy")
+}
+
+fn capture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kv-protocol/captures/session.kv")
+}
+
+fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("inspect");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn prints_one_json_object_per_message() {
+    let out = metaproxy(&["inspect", "--protocol", "kv", capture().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4);
+    let first = &lines[0];
+    assert_eq!(first["offset"], 0);
+    assert_eq!(first["message_type"], "request");
+    assert_eq!(first["request_id"], 1);
+    assert_eq!(first["operation"], "org.demo.UserService/getUser");
+    assert_eq!(first["kvs"]["service"], "org.demo.UserService");
+    assert_eq!(first["kvs"]["trace"], "a1");
+    assert_eq!(first["body_size"], 8);
+    assert_eq!(lines[1]["offset"], first["size"]);
+    assert_eq!(lines[1]["kvs"]["batchjob"], "true");
+    assert_eq!(lines[2]["message_type"], "oneway");
+    assert_eq!(lines[3]["message_type"], "heartbeat");
+    let total: u64 = lines.iter().map(|l| l["size"].as_u64().unwrap()).sum();
+    assert_eq!(total, std::fs::metadata(capture()).unwrap().len());
+}
+
+#[test]
+fn a_corrupt_message_is_reported_at_its_byte_offset() {
+    let mut bytes = std::fs::read(capture()).unwrap();
+    let first_len = 8 + u32::from_be_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    bytes[first_len + 3] = 9; // the second message's type byte
+    let p = temp_file("corrupt.kv", &bytes);
+    let out = metaproxy(&["inspect", "-p", "kv", p.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1, "the first message still prints");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("byte offset {}: malformed message at byte 3: unknown message type", first_len + 3)),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_truncated_capture_names_where_the_last_message_starts() {
+    let bytes = std::fs::read(capture()).unwrap();
+    let p = temp_file("truncated.kv", &bytes[..bytes.len() - 3]);
+    let out = metaproxy(&["inspect", "-p", "kv", p.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the file ends inside a message (17 bytes left undecoded)"), "{err}");
+}
+
+#[test]
+fn codec_options_apply_and_are_validated() {
+    let c = capture();
+    let out = metaproxy(&["inspect", "-p", "kv", "--codec-options", r#"{"max_frame_size": 32}"#, c.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exceeds the maximum frame size of 32 bytes"));
+    let out = metaproxy(&["inspect", "-p", "kv", "--codec-options", r#"{"max_frame": 32}"#, c.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `max_frame`"));
+}
+
+#[test]
+fn an_unknown_protocol_lists_the_registered_ones() {
+    let out = metaproxy(&["inspect", "-p", "nope", capture().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown codec `nope` (registered: kv)"));
+}
+
+#[test]
+fn plugins_lists_codecs_and_filters() {
+    let out = metaproxy(&["plugins"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("protocols: kv"), "{text}");
+    assert!(text.contains("filters: deny, local_ratelimit"), "{text}");
+}

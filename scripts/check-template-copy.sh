@@ -22,5 +22,6 @@ cp "$root/Cargo.lock" "$copy/Cargo.lock"
 export CARGO_TARGET_DIR="$root/target/template-copy"
 echo "template copy: building and testing $copy"
 (cd "$copy" && cargo test --quiet 2>&1)
-(cd "$copy" && cargo run --quiet -- inspect --protocol kv captures/session.kv | head -n 1)
+inspected="$(cd "$copy" && cargo run --quiet -- inspect --protocol kv captures/session.kv)"
+printf '%s\n' "$inspected" | head -n 1
 echo "template copy: ok"

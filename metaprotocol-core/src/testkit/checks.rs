@@ -260,7 +260,7 @@ pub(crate) fn mutation_round_trip<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F
             }
             continue;
         }
-        if kit.expect_splice && msg.metadata.body_size > 0 && !spliced {
+        if kit.expect_splice && s.must_splice && msg.metadata.body_size > 0 && !spliced {
             r.fail(
                 "mutation",
                 format!(
@@ -290,7 +290,8 @@ pub(crate) fn mutation_round_trip<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F
         }
         for e in msg.metadata.kvs.iter() {
             let touched = e.key.eq_ignore_ascii_case(ADDED_KEY.as_bytes())
-                || removable.is_some_and(|k| e.key.eq_ignore_ascii_case(k.as_bytes()));
+                || removable.is_some_and(|k| e.key.eq_ignore_ascii_case(k.as_bytes()))
+                || kit.derived_keys.iter().any(|k| e.key.eq_ignore_ascii_case(k.as_bytes()));
             if !touched && kvs.get_bytes(&e.key) != msg.metadata.kvs.get_bytes(&e.key) {
                 r.fail(
                     "mutation",

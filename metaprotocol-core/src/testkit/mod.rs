@@ -23,8 +23,10 @@
 //! * an encode with an empty mutation gives the frame byte for byte, in chunks that share the
 //!   input buffer's memory (no copy);
 //! * a mutation round-trips: after decode(encode(message, mutation)) the set keys have their
-//!   values, removed keys are gone, every other key keeps its value, and (for a message with a
-//!   body) the unchanged part of the frame was spliced from the input rather than copied (samples added with
+//!   values, removed keys are gone, every other key keeps its value (but those named with
+//!   [`derived_key`](ConformanceKit::derived_key)), and (for a message with a body, unless added
+//!   with [`frame_rewritten_whole`](ConformanceKit::frame_rewritten_whole)) the unchanged part of
+//!   the frame was spliced from the input rather than copied (samples added with
 //!   [`frame_without_kv`](ConformanceKit::frame_without_kv) must instead come out unchanged);
 //! * a request-id rewrite shows after decode, and rewriting the original id back restores the
 //!   exact frame; an id over the codec's limit is refused;
@@ -50,6 +52,7 @@ use crate::codec::Codec;
 pub(crate) struct Sample {
     pub(crate) bytes: Bytes,
     pub(crate) carries_kv: bool,
+    pub(crate) must_splice: bool,
 }
 
 /// The conformance kit; see the [module docs](self).
@@ -57,6 +60,7 @@ pub struct ConformanceKit<F> {
     pub(crate) new_codec: F,
     pub(crate) samples: Vec<Sample>,
     pub(crate) removable_key: Option<String>,
+    pub(crate) derived_keys: Vec<String>,
     pub(crate) oversized: Vec<Bytes>,
     pub(crate) expect_splice: bool,
     pub(crate) garbage_rounds: usize,
@@ -74,6 +78,7 @@ where
             new_codec,
             samples: Vec::new(),
             removable_key: None,
+            derived_keys: Vec::new(),
             oversized: Vec::new(),
             expect_splice: true,
             garbage_rounds: 2_000,
@@ -84,7 +89,16 @@ where
     /// Adds a sample: the bytes of exactly one whole message whose key/values can be mutated.
     #[must_use]
     pub fn frame(mut self, bytes: impl Into<Bytes>) -> Self {
-        self.samples.push(Sample { bytes: bytes.into(), carries_kv: true });
+        self.samples.push(Sample { bytes: bytes.into(), carries_kv: true, must_splice: true });
+        self
+    }
+
+    /// Adds a sample whose body is nothing but the block a mutation rewrites (a response with no
+    /// value and only attachments, say): the mutation must round-trip, but there is nothing left
+    /// to splice.
+    #[must_use]
+    pub fn frame_rewritten_whole(mut self, bytes: impl Into<Bytes>) -> Self {
+        self.samples.push(Sample { bytes: bytes.into(), carries_kv: true, must_splice: false });
         self
     }
 
@@ -92,7 +106,7 @@ where
     /// checks that a mutation leaves it byte for byte unchanged instead of round-tripping.
     #[must_use]
     pub fn frame_without_kv(mut self, bytes: impl Into<Bytes>) -> Self {
-        self.samples.push(Sample { bytes: bytes.into(), carries_kv: false });
+        self.samples.push(Sample { bytes: bytes.into(), carries_kv: false, must_splice: false });
         self
     }
 
@@ -100,6 +114,14 @@ where
     #[must_use]
     pub fn removable_key(mut self, key: &str) -> Self {
         self.removable_key = Some(key.to_string());
+        self
+    }
+
+    /// Names a key the codec derives from the encoding itself, which a mutation may change as a
+    /// side effect (Dubbo's `body_kind` becomes "with attachments" when attachments are added).
+    #[must_use]
+    pub fn derived_key(mut self, key: &str) -> Self {
+        self.derived_keys.push(key.to_string());
         self
     }
 

@@ -1,0 +1,30 @@
+//! # metaprotocol-dubbo
+//!
+//! The Dubbo protocol for metaproxy, registered as `dubbo`, over the crate's own zero-copy
+//! [`hessian`] 2 reader.
+//!
+//! * Decoding reads the 16-byte header and, for Hessian 2 bodies, the request's service path,
+//!   version, method, parameter types and attachments, or the response's status, body kind and
+//!   attachments, into [`Metadata`](metaprotocol_core::Metadata) key/values that slice the frame.
+//!   Request keys: `interface`, `method`, `version`, `dubbo_version`, `parameter_types`, then every
+//!   attachment (`group` among them). Response keys: `status`, `body_kind` (or `error_message`),
+//!   then every attachment. Heartbeats carry `event`; other serializations carry `serialization`
+//!   and are forwarded without their body being read.
+//! * Encoding with a mutation re-writes only the attachment map (untouched entries are copied
+//!   as encoded), splices the bytes before it, and fixes the body length; a response gains
+//!   attachments by moving to the "with attachments" body kind.
+//! * Local replies are Dubbo error responses: route not found is status 60 (service not found),
+//!   timeout 31 (server timeout), over limit 100 (thread pool exhausted), bad request 40, anything
+//!   else 80 (server error), each with a readable message.
+
+#![forbid(unsafe_code)]
+
+mod attachments;
+pub mod body;
+mod codec;
+mod factory;
+pub mod header;
+pub mod hessian;
+
+pub use codec::DubboCodec;
+pub use factory::{DubboCodecFactory, DubboOptions, DEFAULT_MAX_FRAME_SIZE};

@@ -1,0 +1,176 @@
+//! What the Dubbo codec reads from each kind of frame, and what it writes back.
+
+// Tests panic on purpose when an expectation fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use bytes::{Bytes, BytesMut};
+use metaprotocol_core::{Codec, LocalReply, Message, MessageType, Mutation, ReplyKind, ResponseStatus, WireBuf};
+use metaprotocol_dubbo::hessian::Reader;
+use metaprotocol_dubbo::DubboCodec;
+
+fn decode(frame: &[u8]) -> Message {
+    let mut buf = BytesMut::from(frame);
+    let m = DubboCodec::default().decode(&mut buf).unwrap().unwrap();
+    assert!(buf.is_empty());
+    m
+}
+
+fn encode(m: &Message, mutation: &Mutation) -> Bytes {
+    let mut out = WireBuf::new();
+    DubboCodec::default().encode(m, mutation, &mut out).unwrap();
+    out.take_bytes()
+}
+
+fn kv<'a>(m: &'a Message, key: &str) -> Option<&'a str> {
+    m.metadata.kvs.get_str(key)
+}
+
+#[test]
+fn request_fields_and_attachments() {
+    let m = decode(&common::request_with_object(77));
+    let md = &m.metadata;
+    assert_eq!(md.message_type, MessageType::Request);
+    assert_eq!(md.request_id, 77);
+    assert_eq!(md.operation().to_string(), "org.demo.UserService/save");
+    assert_eq!(kv(&m, "interface"), Some("org.demo.UserService"));
+    assert_eq!(kv(&m, "method"), Some("save"));
+    assert_eq!(kv(&m, "version"), Some(""));
+    assert_eq!(kv(&m, "dubbo_version"), Some("2.0.2"));
+    assert_eq!(kv(&m, "parameter_types"), Some("Lorg/demo/User;Ljava/util/List;"));
+    assert_eq!(kv(&m, "group"), Some("gold"));
+    assert_eq!(kv(&m, "BatchJob"), Some("true"));
+    assert_eq!(kv(&m, "path"), Some("org.demo.UserService"));
+    assert_eq!(md.header_size, 16);
+    assert_eq!(md.body_size as usize, m.len() - 16);
+}
+
+#[test]
+fn oneway_and_heartbeats() {
+    assert_eq!(decode(&common::request(1, false, "x", &[])).metadata.message_type, MessageType::Oneway);
+    let ping = decode(&common::heartbeat_request(9));
+    assert_eq!(ping.metadata.message_type, MessageType::Heartbeat);
+    let codec = DubboCodec::default();
+    let pong = codec.heartbeat_reply(&ping).unwrap().unwrap();
+    assert_eq!(&encode(&pong, &Mutation::new())[..], &common::heartbeat_response(9)[..]);
+    assert!(codec.heartbeat_reply(&pong).unwrap().is_none(), "a heartbeat response needs no reply");
+}
+
+#[test]
+fn response_kinds_and_statuses() {
+    for (kind, status, body_kind) in [
+        (1, ResponseStatus::Ok, "1"),
+        (2, ResponseStatus::Ok, "2"),
+        (0, ResponseStatus::BusinessException, "0"),
+        (4, ResponseStatus::Ok, "4"),
+        (5, ResponseStatus::Ok, "5"),
+        (3, ResponseStatus::BusinessException, "3"),
+    ] {
+        let m = decode(&common::response(5, kind, &[("served-by", "p1")]));
+        assert_eq!(m.metadata.message_type, MessageType::Response);
+        assert_eq!(m.metadata.response_status, status, "kind {kind}");
+        assert_eq!(kv(&m, "status"), Some("20"));
+        assert_eq!(kv(&m, "body_kind"), Some(body_kind));
+        assert_eq!(kv(&m, "served-by"), if kind >= 3 { Some("p1") } else { None });
+    }
+    let e = decode(&common::error_response(6, 70, "no such method"));
+    assert_eq!(e.metadata.message_type, MessageType::Error);
+    assert_eq!(e.metadata.response_status, ResponseStatus::Error);
+    assert_eq!(kv(&e, "status"), Some("70"));
+    assert_eq!(kv(&e, "error_message"), Some("no such method"));
+}
+
+#[test]
+fn adding_attachments_to_a_value_response_moves_it_to_kind_4() {
+    let m = decode(&common::response(5, 1, &[]));
+    let mut mu = Mutation::new();
+    mu.set("served-by", "metaproxy");
+    let out = decode(&encode(&m, &mu));
+    assert_eq!(kv(&out, "body_kind"), Some("4"));
+    assert_eq!(kv(&out, "served-by"), Some("metaproxy"));
+    // The value itself is untouched.
+    let value_at = 17;
+    let mut r = Reader::new(&out.frame()[value_at..], value_at);
+    assert_eq!(
+        r.read_string().unwrap().map(|s| match s {
+            metaprotocol_dubbo::hessian::StrValue::Span(range) => out.frame()[range].to_vec(),
+            metaprotocol_dubbo::hessian::StrValue::Joined(v) => v,
+        }),
+        Some(b"Hello, world".to_vec())
+    );
+}
+
+#[test]
+fn request_mutation_splices_the_arguments() {
+    let original = common::request(3, true, &"arg".repeat(300), &[("trace", "t"), ("batchjob", "true")]);
+    let m = decode(&original);
+    let mut mu = Mutation::new();
+    mu.remove("batchjob").set("x-routed", "batch");
+    let mut out = WireBuf::new();
+    DubboCodec::default().encode(&m, &mu, &mut out).unwrap();
+    // header, the unchanged body up to the attachments (shared with the input), the new map.
+    let chunks: Vec<_> = out.chunks_iter().cloned().collect();
+    assert_eq!(chunks[0].len(), 16);
+    assert_eq!(chunks[1].as_ptr(), m.frame()[16..].as_ptr());
+    let back = decode(&out.take_bytes());
+    assert_eq!(kv(&back, "batchjob"), None);
+    assert_eq!(kv(&back, "x-routed"), Some("batch"));
+    assert_eq!(kv(&back, "trace"), Some("t"));
+    assert_eq!(back.metadata.body_size as usize, back.len() - 16);
+}
+
+#[test]
+fn local_replies_use_dubbo_statuses_and_carry_a_message() {
+    let req = decode(&common::request(11, true, "x", &[]));
+    let codec = DubboCodec::default();
+    for (kind, status) in [
+        (ReplyKind::RouteNotFound, "60"),
+        (ReplyKind::Timeout, "31"),
+        (ReplyKind::OverLimit, "100"),
+        (ReplyKind::BadRequest, "40"),
+        (ReplyKind::ClusterNotFound, "80"),
+        (ReplyKind::NoHealthyUpstream, "80"),
+        (ReplyKind::InternalError, "80"),
+    ] {
+        let reply = codec.local_reply(&req.metadata, &LocalReply::new(kind, "no route for this request")).unwrap();
+        assert_eq!(reply.metadata.request_id, 11);
+        assert_eq!(kv(&reply, "status"), Some(status), "{kind}");
+        let msg = kv(&reply, "error_message").unwrap();
+        assert!(
+            msg.contains("no route for this request") && msg.contains("org.apache.dubbo.demo.DemoService/sayHello"),
+            "{msg}"
+        );
+        // Hessian 2 serialization id, response flags.
+        assert_eq!(reply.frame()[2], 0x02);
+    }
+}
+
+#[test]
+fn other_serializations_get_header_metadata_only() {
+    let m = decode(&common::frame(0xc6, 0, 12, b"\x01\x02\x03"));
+    assert_eq!(m.metadata.message_type, MessageType::Request);
+    assert_eq!(m.metadata.request_id, 12);
+    assert_eq!(kv(&m, "serialization"), Some("6"));
+    let mut mu = Mutation::new();
+    mu.set("a", "b");
+    assert_eq!(encode(&m, &mu), m.frame().clone(), "cannot carry attachments: forwarded unchanged");
+}
+
+#[test]
+fn malformed_bodies_are_errors_not_panics() {
+    let mut bad_desc = BytesMut::new();
+    for s in ["2.0.2", "S", "", "m", "Ljava/lang/String"] {
+        common::s(&mut bad_desc, s);
+    }
+    let f = common::frame(0xc2, 0, 1, &bad_desc);
+    let err = DubboCodec::default().decode(&mut BytesMut::from(&f[..])).unwrap_err();
+    assert!(err.to_string().contains("invalid parameter type descriptor"), "{err}");
+    let negative = [0xda, 0xbb, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x80, 0, 0, 0];
+    assert!(DubboCodec::default()
+        .decode(&mut BytesMut::from(&negative[..]))
+        .unwrap_err()
+        .to_string()
+        .contains("negative"));
+    assert!(DubboCodec::default().decode(&mut BytesMut::from(&b"GET / HTTP/1.1"[..])).is_err());
+}

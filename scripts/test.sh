@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite: the command README.md gives, and what .ci/run runs.
-#   1. the licence allow-list over the dependency graph (deny.toml);
-#   2. every crate's unit and integration tests, the conformance kit included;
-#   3. the plugin template, copied outside the workspace, builds and passes its own tests.
-# Test peers that later suites need (Python, Java and npm implementations) are installed here when
-# missing, so that a fresh machine needs nothing done by hand.
+#   1. the test peers, installed when missing: the PyPI Dubbo clients and provider (python3-dubbo,
+#      dubbo-py) into target/peers/venv;
+#   2. the licence allow-list over the dependency graph (deny.toml);
+#   3. every crate's unit and integration tests, the conformance kit and real-peer tests included;
+#   4. the plugin template, copied outside the workspace, builds and passes its own tests.
+# The Hessian reference vectors (Caucho's Java Hessian, hessian.js) are committed; their generator,
+# codecs/dubbo/fixtures/hessian/generate.sh, installs those peers itself when run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v python3 >/dev/null || { echo "test.sh: python3 is required (apt-get install python3)"; exit 1; }
+codecs/dubbo/fixtures/peers/install.sh
 python3 scripts/check-licenses.py
 cargo test --workspace --locked
 scripts/check-template-copy.sh

@@ -94,3 +94,21 @@ fn plugins_lists_codecs_and_filters() {
     assert!(text.contains("protocols: dubbo, kv"), "{text}");
     assert!(text.contains("filters: deny, local_ratelimit"), "{text}");
 }
+
+#[test]
+fn inspects_real_dubbo_captures() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../codecs/dubbo/fixtures/peers");
+    let requests = dir.join("python3-dubbo.requests.bin");
+    let responses = dir.join("dubbo-py.responses.bin");
+    let out = metaproxy(&["inspect", "--protocol", "dubbo", requests.to_str().unwrap(), responses.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let first = &lines[0];
+    assert_eq!(first["message_type"], "request");
+    assert_eq!(first["operation"], "org.apache.dubbo.demo.DemoService/sayHello");
+    assert_eq!(first["kvs"]["dubbo_version"], "2.4.10");
+    assert!(lines.iter().any(|l| l["kvs"]["batchjob"] == "true"));
+    assert!(lines.iter().any(|l| l["message_type"] == "heartbeat"));
+    assert!(lines.iter().any(|l| l["message_type"] == "error" && l["kvs"]["status"] == "60"));
+}

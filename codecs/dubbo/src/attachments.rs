@@ -15,16 +15,18 @@ enum Entry {
     Set(Bytes),
 }
 
-/// The attachment map at `frame[range]` (empty range: no map) after `mutation`, encoded as an
-/// untyped Hessian map. Returns `None` when the map ends up empty and there was none before.
+/// The attachment map at `frame[range]` after `mutation`, encoded as an untyped Hessian map.
+/// `has_map` is false when the body has no map (the range then holds only bytes to be replaced).
+/// Returns `None` when the map ends up empty and there was none before.
 pub fn rewrite(
     frame: &Bytes,
     range: Range<usize>,
+    has_map: bool,
     mutation: &Mutation,
     max_depth: usize,
 ) -> Result<Option<BytesMut>, CodecError> {
     let mut entries: Vec<(Vec<u8>, Entry)> = Vec::new();
-    if !range.is_empty() {
+    if has_map && !range.is_empty() {
         let data = frame.get(range.clone()).unwrap_or(&[]);
         Reader::new(data, range.start).with_max_depth(max_depth).read_map(|e| {
             let key = match e.key {
@@ -56,7 +58,7 @@ pub fn rewrite(
             MutationOp::Remove { key } => entries.retain(|(k, _)| !k.eq_ignore_ascii_case(key)),
         }
     }
-    if entries.is_empty() && range.is_empty() {
+    if entries.is_empty() && !has_map {
         return Ok(None);
     }
     let mut out = BytesMut::with_capacity(range.len() + 64);

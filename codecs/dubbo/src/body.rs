@@ -28,6 +28,8 @@ pub const SLOT_KIND_START: usize = 4;
 pub const SLOT_KIND_END: usize = 5;
 /// Layout slot: the response body kind.
 pub const SLOT_KIND: usize = 6;
+/// Layout slot: 1 when the body holds an attachment map (at `SLOT_ATTACH_START..SLOT_ATTACH_END`).
+pub const SLOT_HAS_MAP: usize = 7;
 
 /// Response body kinds.
 pub mod kind {
@@ -91,11 +93,9 @@ fn read_attachments(
     let end = if r.is_at_end() {
         start
     } else {
-        let range = r.read_map(|e| kvs.push(map_bytes(frame, e.key), map_bytes(frame, e.value)))?;
-        if !r.is_at_end() {
-            return Err(CodecError::malformed(r.position(), "bytes after the attachment map"));
-        }
-        range.end
+        // Bytes after the map are tolerated (and forwarded): some peers pad bodies.
+        layout.set(SLOT_HAS_MAP, 1);
+        r.read_map(|e| kvs.push(map_bytes(frame, e.key), map_bytes(frame, e.value)))?.end
     };
     layout.set(SLOT_ATTACH_START, start as u32);
     layout.set(SLOT_ATTACH_END, end as u32);
@@ -194,12 +194,11 @@ pub fn response(frame: &Bytes, header: &Header, max_depth: usize) -> Result<(Met
     if kind >= kind::EXCEPTION_WITH_ATTACHMENTS {
         read_attachments(&mut r, frame, &mut kvs, &mut layout)?;
     } else {
-        if !r.is_at_end() {
-            return Err(CodecError::malformed(r.position(), "bytes after the response value"));
-        }
-        let end = r.position() as u32;
-        layout.set(SLOT_ATTACH_START, end);
-        layout.set(SLOT_ATTACH_END, end);
+        // No attachments: a mutation inserts the map after the value. Bytes after the value (dubbo-py
+        // writes a stray null after a null value) are forwarded as they are, and replaced by the map
+        // when one is inserted.
+        layout.set(SLOT_ATTACH_START, r.position() as u32);
+        layout.set(SLOT_ATTACH_END, frame.len() as u32);
     }
     metadata.kvs = kvs;
     Ok((metadata, layout))

@@ -6,7 +6,8 @@ use metaprotocol_core::{
 };
 
 use crate::body::{
-    self, SLOT_ATTACH_END, SLOT_ATTACH_START, SLOT_FLAGS, SLOT_KIND, SLOT_KIND_END, SLOT_KIND_START, SLOT_MUTABLE,
+    self, SLOT_ATTACH_END, SLOT_ATTACH_START, SLOT_FLAGS, SLOT_HAS_MAP, SLOT_KIND, SLOT_KIND_END, SLOT_KIND_START,
+    SLOT_MUTABLE,
 };
 use crate::factory::DubboOptions;
 use crate::header::{self, small_number, status, Header, FLAG_EVENT, FLAG_REQUEST, HEADER_LEN, HESSIAN2, ID_OFFSET};
@@ -109,7 +110,14 @@ impl Codec for DubboCodec {
         if start < HEADER_LEN || end < start || end > frame.len() {
             return Err(CodecError::Encode("inconsistent Dubbo layout".into()));
         }
-        let Some(map) = crate::attachments::rewrite(frame, start..end, mutation, self.options.max_depth)? else {
+        let Some(map) = crate::attachments::rewrite(
+            frame,
+            start..end,
+            layout.get(SLOT_HAS_MAP) == 1,
+            mutation,
+            self.options.max_depth,
+        )?
+        else {
             // Nothing to write and nothing was there: the frame goes out as it came (with its id).
             return self.encode(message, &Mutation::new(), dst);
         };

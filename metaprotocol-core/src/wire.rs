@@ -9,6 +9,8 @@ use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::error::CodecError;
+
 /// An ordered queue of byte chunks waiting to be written.
 #[derive(Clone, Debug, Default)]
 pub struct WireBuf {
@@ -28,6 +30,23 @@ impl WireBuf {
             self.remaining += chunk.len();
             self.chunks.push_back(chunk);
         }
+    }
+
+    /// Pushes `frame` with `patch` written over its bytes at `at`, copying only the first
+    /// `head_len` bytes (which must cover the patch) and splicing the rest: how a codec writes a
+    /// rewritten request id that lives in a fixed header.
+    pub fn push_patched(&mut self, frame: &Bytes, head_len: usize, at: usize, patch: &[u8]) -> Result<(), CodecError> {
+        let end = at.checked_add(patch.len()).filter(|&e| e <= head_len && head_len <= frame.len());
+        let (Some(end), Some(head)) = (end, frame.get(..head_len)) else {
+            return Err(CodecError::Encode("patch outside the frame's header".into()));
+        };
+        let mut new_head = BytesMut::from(head);
+        if let Some(slot) = new_head.get_mut(at..end) {
+            slot.copy_from_slice(patch);
+        }
+        self.push(new_head.freeze());
+        self.push(frame.slice(head_len..));
+        Ok(())
     }
 
     /// Drops every chunk, keeping the queue's allocation for reuse (a connection keeps one
@@ -127,6 +146,18 @@ mod tests {
         assert_eq!(w.chunk(), b"efg");
         assert_eq!(w.take_bytes(), Bytes::from_static(b"efg"));
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn push_patched_copies_only_the_head() {
+        let frame = Bytes::from_static(b"HEAD1234body");
+        let mut w = WireBuf::new();
+        w.push_patched(&frame, 8, 4, b"9876").unwrap();
+        let chunks: Vec<_> = w.chunks_iter().cloned().collect();
+        assert_eq!(chunks[1].as_ptr(), frame[8..].as_ptr());
+        assert_eq!(&w.take_bytes()[..], b"HEAD9876body");
+        assert!(w.push_patched(&frame, 8, 6, b"9876").is_err());
+        assert!(w.push_patched(&frame, 20, 0, b"x").is_err());
     }
 
     #[test]

@@ -98,13 +98,7 @@ impl Codec for DubboCodec {
                 dst.push(frame.clone());
                 return Ok(());
             }
-            let mut new_head = BytesMut::from(head);
-            if let Some(id) = new_head.get_mut(ID_OFFSET..ID_OFFSET + 8) {
-                id.copy_from_slice(&message.metadata.request_id.to_be_bytes());
-            }
-            dst.push(new_head.freeze());
-            dst.push(frame.slice(HEADER_LEN..));
-            return Ok(());
+            return dst.push_patched(frame, HEADER_LEN, ID_OFFSET, &message.metadata.request_id.to_be_bytes());
         }
         let (start, end) = (layout.offset(SLOT_ATTACH_START), layout.offset(SLOT_ATTACH_END));
         if start < HEADER_LEN || end < start || end > frame.len() {

@@ -98,13 +98,7 @@ impl Codec for KvCodec {
                 return Ok(());
             }
             // Only the id changes: a fresh 20-byte header, then the rest of the frame uncopied.
-            let mut head = BytesMut::from(fixed);
-            if let Some(id) = head.get_mut(ID_OFFSET..ID_OFFSET + 8) {
-                id.copy_from_slice(&message.metadata.request_id.to_be_bytes());
-            }
-            dst.push(head.freeze());
-            dst.push(frame.slice(FIXED_HEADER..));
-            return Ok(());
+            return dst.push_patched(frame, FIXED_HEADER, ID_OFFSET, &message.metadata.request_id.to_be_bytes());
         }
         // A mutation: re-encode the header block from the frame's own entries (filters' edits to
         // `metadata.kvs` are for routing only), then splice the body.

@@ -1,0 +1,63 @@
+//! Each codec on a typical request: decode, passthrough encode, and encode with one key added.
+//! Run one protocol with `cargo bench -p metaprotocol-benches --bench codecs -- dubbo`.
+
+// criterion_group! generates an undocumented public function; setup failures may panic.
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)]
+
+use bytes::{Bytes, BytesMut};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use kv_protocol::{FrameBuilder, KvCodec};
+use metaprotocol_core::{Codec, Mutation, WireBuf};
+use metaprotocol_dubbo::DubboCodec;
+
+/// The three measurements for one codec and one frame.
+fn bench_codec<C: Codec>(c: &mut Criterion, name: &str, mut codec: C, frame: Bytes) {
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(1));
+    // Refilling the read buffer (a copy, as a socket read does) is part of each decode.
+    let mut buf = BytesMut::with_capacity(frame.len() * 2);
+    group.bench_function("decode", |b| {
+        b.iter(|| {
+            buf.extend_from_slice(&frame);
+            black_box(codec.decode(&mut buf).ok().flatten())
+        })
+    });
+    let msg = codec.decode(&mut BytesMut::from(&frame[..])).ok().flatten().expect("the frame decodes");
+    // One output queue reused across messages, as a connection's writer does.
+    let mut out = WireBuf::new();
+    let empty = Mutation::new();
+    group.bench_function("encode_passthrough", |b| {
+        b.iter(|| {
+            out.clear();
+            let _ = codec.encode(black_box(&msg), &empty, &mut out);
+            black_box(out.len())
+        })
+    });
+    let mut add = Mutation::new();
+    add.set("x-routed-by", "metaproxy");
+    group.bench_function("encode_add_one_key", |b| {
+        b.iter(|| {
+            out.clear();
+            let _ = codec.encode(black_box(&msg), &add, &mut out);
+            black_box(out.len())
+        })
+    });
+    group.finish();
+}
+
+fn codecs(c: &mut Criterion) {
+    let dubbo = metaprotocol_benches::dubbo_typical_request().expect("frame builds");
+    bench_codec(c, "dubbo_typical_request", DubboCodec::default(), dubbo);
+    let kv = FrameBuilder::request(7, "org.demo.UserService", "getUserProfile")
+        .header("version", "1.0.0")
+        .header("traceId", "4bf92f3577b34da6a3ce929d0e0e4736")
+        .header("batchjob", "false")
+        .header("tenant", "acme")
+        .body(vec![b'x'; 1024])
+        .build()
+        .expect("frame builds");
+    bench_codec(c, "kv_1k_request", KvCodec::default(), kv);
+}
+
+criterion_group!(benches, codecs);
+criterion_main!(benches);

@@ -21,6 +21,7 @@
 
 mod attachments;
 pub mod body;
+pub mod build;
 mod codec;
 mod factory;
 pub mod header;

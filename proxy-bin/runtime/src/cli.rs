@@ -38,6 +38,64 @@ pub enum Command {
     },
     /// List the registered protocols and filters.
     Plugins,
+    /// Run the proxy with a configuration file until SIGINT or SIGTERM, then drain.
+    Run {
+        /// The YAML configuration.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and exit.
+    Check {
+        /// The YAML configuration.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+    },
+    /// Batch-job isolation for Dubbo, live: providers in two groups, the proxy and a mixed load,
+    /// all on loopback in this process.
+    Demo {
+        /// Run against this configuration instead of the embedded one (providers are started at
+        /// its endpoints, clients target its first listener).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// How long the clients send, such as `5s`.
+        #[arg(long, default_value = "5s")]
+        duration: String,
+        /// Client connections.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Share of requests with `batchjob=true`, 0 to 1.
+        #[arg(long, default_value_t = 0.3)]
+        batch_share: f64,
+    },
+}
+
+fn init_logs(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(true).try_init();
+}
+
+fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, RuntimeError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .enable_all()
+        .build()
+        .map_err(RuntimeError::Output)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Parses the process arguments and runs the command with `registry`'s codecs and filters.
@@ -71,6 +129,44 @@ pub fn run(registry: &Registry, command: Command, out: &mut dyn Write) -> Result
                 }
             }
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Check { config } => {
+            let cfg = crate::config::load_file(&config, registry).map_err(|e| RuntimeError::Usage(e.to_string()))?;
+            writeln!(
+                out,
+                "{}: OK ({} listeners, {} clusters)",
+                config.display(),
+                cfg.listeners.len(),
+                cfg.clusters.len()
+            )
+            .map_err(RuntimeError::Output)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config } => {
+            let cfg = crate::config::load_file(&config, registry).map_err(|e| RuntimeError::Usage(e.to_string()))?;
+            init_logs("info");
+            runtime(cfg.workers)?.block_on(async move {
+                let running = crate::server::start(cfg).await?;
+                wait_for_signal().await;
+                tracing::info!("shutting down: draining in-flight requests");
+                running.shutdown().await;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Demo { config, duration, connections, batch_share } => {
+            init_logs("warn");
+            let duration = metaprotocol_core::route::config::parse_duration(&duration).map_err(RuntimeError::Usage)?;
+            if !(0.0..=1.0).contains(&batch_share) {
+                return Err(RuntimeError::Usage("--batch-share must be between 0 and 1".into()));
+            }
+            let opts = crate::demo::DemoOptions {
+                duration,
+                connections: connections.max(1),
+                batch_share,
+                ..Default::default()
+            };
+            let passed = runtime(2)?.block_on(crate::demo::run(registry, config.as_deref(), &opts, out))?;
+            Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Plugins => {
             let codecs: Vec<_> = registry.codec_names().collect();

@@ -17,8 +17,12 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod config;
+pub mod demo;
 mod error;
 pub mod inspect;
+pub mod server;
+pub mod upstream;
 
 pub use error::RuntimeError;
 

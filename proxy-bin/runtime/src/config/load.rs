@@ -1,0 +1,372 @@
+//! Loading a configuration file: parse the YAML, then check everything the proxy will rely on
+//! (codecs and filters exist and accept their options, routes compile, every route names a
+//! cluster and subset that exist, addresses and durations parse) and build the runtime form.
+//! Every error names the file, the line and the field.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metaprotocol_core::route::config::parse_duration;
+use metaprotocol_core::{ConfigError, ConfigValue, FilterChain, NewCodec, Registry, RouteTable};
+use serde_saphyr::Spanned;
+
+use super::model::{AccessLogConfig, Config, LbPolicy};
+
+/// A configuration error located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// The file.
+    pub file: String,
+    /// The line (1-based; 0 when unknown).
+    pub line: usize,
+    /// The field's path, such as `listeners[0].routes[1]`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.field.is_empty() {
+            true => write!(f, "{}:{}: {}", self.file, self.line, self.message),
+            false => write!(f, "{}:{}: {}: {}", self.file, self.line, self.field, self.message),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A validated listener.
+pub struct ListenerSpec {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// The codec name.
+    pub protocol: String,
+    /// Makes a codec per connection (downstream and upstream).
+    pub new_codec: Arc<dyn NewCodec>,
+    /// Its filters.
+    pub filters: FilterChain,
+    /// Its routes.
+    pub routes: RouteTable,
+    /// In-flight limit per downstream connection.
+    pub max_requests_per_connection: usize,
+}
+
+/// A validated cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Load balancing.
+    pub lb: LbPolicy,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Static endpoints.
+    pub endpoints: Vec<EndpointSpec>,
+    /// DNS discovery, if configured.
+    pub dns: Option<DnsSpec>,
+    /// Subsets by name.
+    pub subsets: BTreeMap<String, BTreeMap<String, String>>,
+    /// Connections per endpoint.
+    pub connections_per_endpoint: usize,
+    /// Circuit breaker limits.
+    pub limits: Limits,
+}
+
+/// A static endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointSpec {
+    /// Its address.
+    pub address: SocketAddr,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// DNS discovery settings.
+#[derive(Clone, Debug)]
+pub struct DnsSpec {
+    /// `name:port`.
+    pub address: String,
+    /// Re-resolution interval.
+    pub refresh: Duration,
+    /// Labels for every resolved endpoint.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Circuit breaker limits of a cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Upstream connections.
+    pub max_connections: usize,
+    /// Requests waiting for a connection.
+    pub max_pending: usize,
+    /// Requests in flight.
+    pub max_requests: usize,
+}
+
+/// A whole validated configuration.
+pub struct ProxyConfig {
+    /// Admin address.
+    pub admin: Option<SocketAddr>,
+    /// Worker threads.
+    pub workers: usize,
+    /// Drain timeout.
+    pub drain_timeout: Duration,
+    /// Access log settings.
+    pub access_log: AccessLogConfig,
+    /// Listeners.
+    pub listeners: Vec<ListenerSpec>,
+    /// Clusters by name.
+    pub clusters: HashMap<Arc<str>, ClusterSpec>,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err<T>(&self, at: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) -> LoadError {
+        LoadError {
+            file: self.file.to_string(),
+            line: at.referenced.line() as usize,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn config_err<T>(&self, at: &Spanned<T>, outer: &str, e: ConfigError) -> LoadError {
+        match e.within(outer) {
+            ConfigError::Invalid { field, message } => self.err(at, field, message),
+            other => self.err(at, outer, other.to_string()),
+        }
+    }
+
+    fn duration(&self, v: &Option<Spanned<String>>, field: &str, default: Duration) -> Result<Duration, LoadError> {
+        match v {
+            None => Ok(default),
+            Some(s) => parse_duration(&s.value).map_err(|m| self.err(s, field, m)),
+        }
+    }
+}
+
+/// Reads and validates the file at `path`.
+pub fn load_file(path: &Path, registry: &Registry) -> Result<ProxyConfig, LoadError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+        file: file.clone(),
+        line: 0,
+        field: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    load_str(&text, &file, registry)
+}
+
+/// Validates configuration `text`, naming it `file` in errors.
+pub fn load_str(text: &str, file: &str, registry: &Registry) -> Result<ProxyConfig, LoadError> {
+    let raw: Config = serde_saphyr::from_str(text).map_err(|e| {
+        // serde-saphyr says "error: line L column C: what" and then quotes the lines around it.
+        let full = e.to_string();
+        let message =
+            full.split_once(": ").filter(|(head, _)| head.contains("line ")).map_or(full.as_str(), |(_, m)| m);
+        let message = message.strip_prefix("error: ").unwrap_or(message).to_string();
+        let line = full
+            .split("line ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        LoadError { file: file.to_string(), line, field: String::new(), message }
+    })?;
+    let cx = Ctx { file };
+    let clusters = clusters(&cx, &raw)?;
+    let listeners = listeners(&cx, &raw, registry, &clusters)?;
+    let workers = match &raw.workers {
+        Some(w) if w.value == 0 => return Err(cx.err(w, "workers", "must be at least 1")),
+        Some(w) => w.value,
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let admin = match &raw.admin {
+        None => None,
+        Some(a) => Some(
+            a.address.value.parse().map_err(|e| cx.err(&a.address, "admin.address", format!("not an address: {e}")))?,
+        ),
+    };
+    Ok(ProxyConfig {
+        admin,
+        workers,
+        drain_timeout: cx.duration(&raw.drain_timeout, "drain_timeout", Duration::from_secs(10))?,
+        access_log: raw.access_log,
+        listeners,
+        clusters,
+    })
+}
+
+fn clusters(cx: &Ctx<'_>, raw: &Config) -> Result<HashMap<Arc<str>, ClusterSpec>, LoadError> {
+    let mut out = HashMap::new();
+    for (i, c) in raw.clusters.iter().enumerate() {
+        let at = format!("clusters[{i}]");
+        let v = &c.value;
+        if v.name.trim().is_empty() {
+            return Err(cx.err(c, format!("{at}.name"), "must not be empty"));
+        }
+        let mut endpoints = Vec::new();
+        for (j, e) in v.endpoints.iter().enumerate() {
+            let address = e.value.address.parse().map_err(|err| {
+                cx.err(
+                    e,
+                    format!("{at}.endpoints[{j}].address"),
+                    format!("`{}` is not an IP address and port ({err}); use `dns` for names", e.value.address),
+                )
+            })?;
+            endpoints.push(EndpointSpec { address, labels: e.value.labels.clone() });
+        }
+        let dns = match &v.dns {
+            None => None,
+            Some(d) => {
+                if !d.value.address.contains(':') {
+                    return Err(cx.err(d, format!("{at}.dns.address"), "needs a port: `name:port`"));
+                }
+                let refresh = match &d.value.refresh {
+                    None => Duration::from_secs(5),
+                    Some(r) => parse_duration(r).map_err(|m| cx.err(d, format!("{at}.dns.refresh"), m))?,
+                };
+                Some(DnsSpec { address: d.value.address.clone(), refresh, labels: d.value.labels.clone() })
+            }
+        };
+        if endpoints.is_empty() && dns.is_none() {
+            return Err(cx.err(c, at, "needs `endpoints` or `dns`"));
+        }
+        let mut subsets = BTreeMap::new();
+        for (j, s) in v.subsets.iter().enumerate() {
+            if subsets.insert(s.value.name.clone(), s.value.labels.clone()).is_some() {
+                return Err(cx.err(
+                    s,
+                    format!("{at}.subsets[{j}].name"),
+                    format!("duplicate subset `{}`", s.value.name),
+                ));
+            }
+        }
+        let per_endpoint = v.connections_per_endpoint.unwrap_or(2);
+        if per_endpoint == 0 {
+            return Err(cx.err(c, format!("{at}.connections_per_endpoint"), "must be at least 1"));
+        }
+        let b = &v.circuit_breakers;
+        let spec = ClusterSpec {
+            name: Arc::from(v.name.as_str()),
+            lb: v.lb,
+            connect_timeout: cx.duration(
+                &v.connect_timeout,
+                &format!("{at}.connect_timeout"),
+                Duration::from_secs(1),
+            )?,
+            endpoints,
+            dns,
+            subsets,
+            connections_per_endpoint: per_endpoint,
+            limits: Limits {
+                max_connections: b.max_connections.unwrap_or(1024).max(1),
+                max_pending: b.max_pending.unwrap_or(1024),
+                max_requests: b.max_requests.unwrap_or(65_536).max(1),
+            },
+        };
+        if out.insert(spec.name.clone(), spec).is_some() {
+            return Err(cx.err(c, format!("{at}.name"), format!("duplicate cluster `{}`", v.name)));
+        }
+    }
+    Ok(out)
+}
+
+fn listeners(
+    cx: &Ctx<'_>,
+    raw: &Config,
+    registry: &Registry,
+    clusters: &HashMap<Arc<str>, ClusterSpec>,
+) -> Result<Vec<ListenerSpec>, LoadError> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    if raw.listeners.is_empty() {
+        return Err(LoadError {
+            file: cx.file.to_string(),
+            line: 1,
+            field: "listeners".into(),
+            message: "needs at least one listener".into(),
+        });
+    }
+    for (i, l) in raw.listeners.iter().enumerate() {
+        let at = format!("listeners[{i}]");
+        let v = &l.value;
+        if !names.insert(v.name.clone()) {
+            return Err(cx.err(l, format!("{at}.name"), format!("duplicate listener `{}`", v.name)));
+        }
+        let address = v
+            .address
+            .value
+            .parse()
+            .map_err(|e| cx.err(&v.address, format!("{at}.address"), format!("not an address: {e}")))?;
+        let options = v.codec.as_ref().map(|c| c.value.clone()).unwrap_or(ConfigValue::Null);
+        let new_codec = registry.configure_codec(&v.protocol.value, &options).map_err(|e| match (&v.codec, e) {
+            (Some(c), e @ ConfigError::Invalid { .. }) => cx.config_err(c, &format!("{at}.codec"), e),
+            (_, e) => cx.err(&v.protocol, format!("{at}.protocol"), e.to_string()),
+        })?;
+        let mut filters = Vec::new();
+        for (j, f) in v.filters.iter().enumerate() {
+            let cfg = f.value.config.clone().unwrap_or(ConfigValue::Null);
+            let filter = registry
+                .configure_filter(&f.value.name, &cfg)
+                .map_err(|e| cx.config_err(f, &format!("{at}.filters[{j}]"), e))?;
+            filters.push(filter);
+        }
+        let specs: Vec<_> = v.routes.iter().map(|r| r.value.clone()).collect();
+        let routes = RouteTable::compile(&specs).map_err(|e| {
+            let (field, message) = match &e {
+                ConfigError::Invalid { field, message } => (field.clone(), message.clone()),
+                other => (String::new(), other.to_string()),
+            };
+            // The route table names the route as `routes[N]`: point at that route's line.
+            let n: usize = field
+                .strip_prefix("routes[")
+                .and_then(|r| r.split(']').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            match v.routes.get(n) {
+                Some(r) => cx.err(r, format!("{at}.{field}"), message),
+                None => cx.err(l, format!("{at}.{field}"), message),
+            }
+        })?;
+        for (n, r) in v.routes.iter().enumerate() {
+            for (route, dest) in routes.destinations().filter(|(route, _)| *route.name == *r.value.name) {
+                let cluster = clusters.get(&dest.cluster).ok_or_else(|| {
+                    cx.err(
+                        r,
+                        format!("{at}.routes[{n}]"),
+                        format!("route `{}` names cluster `{}`, which is not defined", route.name, dest.cluster),
+                    )
+                })?;
+                if let Some(subset) = &dest.subset {
+                    if !cluster.subsets.contains_key(&**subset) {
+                        return Err(cx.err(
+                            r,
+                            format!("{at}.routes[{n}]"),
+                            format!("cluster `{}` has no subset `{subset}`", dest.cluster),
+                        ));
+                    }
+                }
+            }
+        }
+        out.push(ListenerSpec {
+            name: Arc::from(v.name.as_str()),
+            address,
+            protocol: v.protocol.value.clone(),
+            new_codec,
+            filters: FilterChain::new(filters),
+            routes,
+            max_requests_per_connection: v.max_requests_per_connection.unwrap_or(1024).max(1),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,6 @@
+//! Configuration: the YAML shape ([`model`]) and loading with validation ([`load_file`]).
+
+mod load;
+pub mod model;
+
+pub use load::{load_file, load_str, ClusterSpec, DnsSpec, EndpointSpec, Limits, ListenerSpec, LoadError, ProxyConfig};

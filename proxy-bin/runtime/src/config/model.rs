@@ -1,0 +1,229 @@
+//! The configuration file's shape (`serde`), exactly as users write it in YAML.
+//!
+//! ```yaml
+//! admin: { address: 127.0.0.1:9901 }            # optional
+//! workers: 2                                    # optional, default: number of cores
+//! drain_timeout: 10s                            # optional
+//! access_log: { format: text }                  # or json; optional
+//! listeners:
+//!   - name: dubbo-in
+//!     address: 127.0.0.1:20880
+//!     protocol: dubbo
+//!     codec: {}
+//!     filters: []
+//!     routes:
+//!       - name: batchjob
+//!         match: [{ key: batchjob, exact: "true" }]
+//!         route: { cluster: provider, subset: batchjob }
+//!       - name: default
+//!         route: { cluster: provider, subset: user }
+//! clusters:
+//!   - name: provider
+//!     lb: round_robin
+//!     connect_timeout: 1s
+//!     endpoints:
+//!       - { address: 127.0.0.1:20881, labels: { service_group: user } }
+//!       - { address: 127.0.0.1:20882, labels: { service_group: batchjob } }
+//!     subsets:
+//!       - { name: user, labels: { service_group: user } }
+//!       - { name: batchjob, labels: { service_group: batchjob } }
+//! ```
+
+use std::collections::BTreeMap;
+
+use metaprotocol_core::route::RouteSpec;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The admin endpoint (metrics, health).
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// Worker threads (default: the number of cores).
+    #[serde(default)]
+    pub workers: Option<Spanned<usize>>,
+    /// How long in-flight requests may take to finish after a shutdown signal (default 10s).
+    #[serde(default)]
+    pub drain_timeout: Option<Spanned<String>>,
+    /// Access log settings.
+    #[serde(default)]
+    pub access_log: AccessLogConfig,
+    /// Listeners.
+    pub listeners: Vec<Spanned<ListenerConfig>>,
+    /// Upstream clusters.
+    #[serde(default)]
+    pub clusters: Vec<Spanned<ClusterConfig>>,
+}
+
+/// `admin:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to serve `/metrics` and `/ready` on.
+    pub address: Spanned<String>,
+}
+
+/// `access_log:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: AccessLogFormat,
+    /// Set to false to turn the access log off.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig { format: AccessLogFormat::Text, enabled: true }
+    }
+}
+
+/// Access log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFormat {
+    /// `key=value` pairs.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `listeners[]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// The listener's name (unique).
+    pub name: String,
+    /// `host:port` to listen on.
+    pub address: Spanned<String>,
+    /// A registered codec name.
+    pub protocol: Spanned<String>,
+    /// Codec options.
+    #[serde(default)]
+    pub codec: Option<Spanned<serde_json::Value>>,
+    /// Filters, run in order before the router.
+    #[serde(default)]
+    pub filters: Vec<Spanned<FilterConfig>>,
+    /// Routes, first match wins.
+    #[serde(default)]
+    pub routes: Vec<Spanned<RouteSpec>>,
+    /// Most requests in flight on one downstream connection before it stops reading (default 1024).
+    #[serde(default)]
+    pub max_requests_per_connection: Option<usize>,
+}
+
+/// `listeners[].filters[]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// A registered filter name.
+    pub name: String,
+    /// Its configuration.
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+}
+
+/// Load-balancing policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicy {
+    /// Each endpoint in turn.
+    #[default]
+    RoundRobin,
+    /// Uniformly at random.
+    Random,
+    /// The endpoint with fewest requests in flight (of two picked at random).
+    LeastRequest,
+    /// Consistent hashing on the route's `hash_keys`.
+    RingHash,
+}
+
+/// `clusters[]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The cluster's name (unique).
+    pub name: String,
+    /// Load balancing (default round robin).
+    #[serde(default)]
+    pub lb: LbPolicy,
+    /// Time allowed to open an upstream connection (default 1s).
+    #[serde(default)]
+    pub connect_timeout: Option<Spanned<String>>,
+    /// Static endpoints.
+    #[serde(default)]
+    pub endpoints: Vec<Spanned<EndpointConfig>>,
+    /// Endpoints found by resolving a DNS name, re-resolved periodically.
+    #[serde(default)]
+    pub dns: Option<Spanned<DnsConfig>>,
+    /// Named subsets of endpoints, selected by labels.
+    #[serde(default)]
+    pub subsets: Vec<Spanned<SubsetConfig>>,
+    /// Upstream connections per endpoint, shared by all downstream connections (default 2).
+    #[serde(default)]
+    pub connections_per_endpoint: Option<usize>,
+    /// Limits that turn overload into fast over-limit replies.
+    #[serde(default)]
+    pub circuit_breakers: CircuitBreakerConfig,
+}
+
+/// `clusters[].endpoints[]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// `host:port` (an IP address; use `dns` for names).
+    pub address: String,
+    /// Labels matched by subsets.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `clusters[].dns`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// `name:port` to resolve.
+    pub address: String,
+    /// How often to resolve again (default 5s).
+    #[serde(default)]
+    pub refresh: Option<String>,
+    /// Labels given to every resolved endpoint.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `clusters[].subsets[]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubsetConfig {
+    /// The subset's name, used by routes.
+    pub name: String,
+    /// An endpoint is in the subset when it has all these labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `clusters[].circuit_breakers`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Most upstream connections open at once, over all endpoints (default 1024).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Most requests waiting for an upstream connection to open (default 1024).
+    #[serde(default)]
+    pub max_pending: Option<usize>,
+    /// Most requests in flight to the cluster (default 65536).
+    #[serde(default)]
+    pub max_requests: Option<usize>,
+}

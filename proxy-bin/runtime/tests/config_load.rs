@@ -1,0 +1,102 @@
+//! Loading configuration files: the documented shape loads, and each kind of mistake is reported
+//! with the file, the line and the field.
+
+// Tests panic on purpose when an expectation fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use metaproxy_runtime::config::{load_str, LoadError};
+
+const GOOD: &str = r#"
+admin: { address: 127.0.0.1:9901 }
+listeners:
+  - name: dubbo-in
+    address: 127.0.0.1:20880
+    protocol: dubbo
+    codec: {}
+    filters: []
+    routes:
+      - name: batchjob
+        match:
+          - { key: batchjob, exact: "true" }
+        route: { cluster: provider, subset: batchjob }
+        timeout: 3s
+        retries: { count: 2 }
+      - name: default
+        route: { cluster: provider, subset: user }
+clusters:
+  - name: provider
+    lb: round_robin
+    connect_timeout: 1s
+    endpoints:
+      - { address: 127.0.0.1:20881, labels: { service_group: user } }
+      - { address: 127.0.0.1:20882, labels: { service_group: batchjob } }
+    subsets:
+      - { name: user, labels: { service_group: user } }
+      - { name: batchjob, labels: { service_group: batchjob } }
+"#;
+
+fn load(text: &str) -> Result<metaproxy_runtime::config::ProxyConfig, LoadError> {
+    load_str(text, "proxy.yaml", &metaproxy_runtime::default_registry().unwrap())
+}
+
+#[test]
+fn the_documented_shape_loads() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.listeners.len(), 1);
+    assert_eq!(c.listeners[0].routes.routes().len(), 2);
+    assert_eq!(c.clusters["provider"].endpoints.len(), 2);
+    assert_eq!(c.admin.unwrap().port(), 9901);
+}
+
+fn error_for(from: &str, to: &str) -> LoadError {
+    assert!(GOOD.contains(from), "{from}");
+    load(&GOOD.replacen(from, to, 1)).err().expect("should fail")
+}
+
+#[test]
+fn mistakes_are_reported_with_file_line_and_field() {
+    let cases: [(&str, &str, usize, &str, &str); 8] = [
+        (
+            "route: { cluster: provider, subset: user }",
+            "route: { cluster: providr, subset: user }",
+            16,
+            "listeners[0].routes[1]",
+            "cluster `providr`, which is not defined",
+        ),
+        ("subset: batchjob }", "subset: batch }", 10, "listeners[0].routes[0]", "has no subset `batch`"),
+        (
+            "exact: \"true\" }",
+            "regex: \"(\" }",
+            10,
+            "listeners[0].routes[0].match[0].regex",
+            "invalid regular expression",
+        ),
+        ("protocol: dubbo", "protocol: dubbbo", 6, "listeners[0].protocol", "unknown codec `dubbbo`"),
+        ("codec: {}", "codec: { max_frame_size: 1 }", 7, "listeners[0].codec.max_frame_size", "at least 17"),
+        (
+            "address: 127.0.0.1:20881,",
+            "address: localhost:20881,",
+            23,
+            "clusters[0].endpoints[0].address",
+            "use `dns` for names",
+        ),
+        ("connect_timeout: 1s", "connect_timeout: soon", 21, "clusters[0].connect_timeout", "invalid duration"),
+        ("filters: []", "filters: [{ name: nope }]", 8, "listeners[0].filters[0]", "unknown filter `nope`"),
+    ];
+    for (from, to, line, field, message) in cases {
+        let e = error_for(from, to);
+        assert_eq!((e.line, e.field.as_str()), (line, field), "{e}");
+        assert!(e.message.contains(message), "{e}");
+        assert!(e.to_string().starts_with(&format!("proxy.yaml:{line}: {field}: ")), "{e}");
+    }
+}
+
+#[test]
+fn unknown_fields_are_errors_with_their_line() {
+    let e = error_for("lb: round_robin", "lb: round_robin\n    lbb: random");
+    assert_eq!(e.line, 21, "{e}");
+    assert!(e.to_string().starts_with("proxy.yaml:21: "), "{e}");
+    assert!(e.message.contains("unknown field `lbb`"), "{e}");
+    let e = error_for("timeout: 3s", "timeout: 3s\n        tiemout: 4s");
+    assert!(e.message.contains("unknown field `tiemout`"), "{e}");
+}

@@ -1,0 +1,51 @@
+//! Starting a proxy and providers for end-to-end tests.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use metaprotocol_core::Message;
+use metaproxy_runtime::demo::client::Client;
+use metaproxy_runtime::demo::provider::{self, Behavior, Provider};
+use metaproxy_runtime::server::Running;
+
+pub const SERVICE: &str = "org.apache.dubbo.demo.DemoService";
+
+pub async fn provider(name: &str, behavior: Behavior) -> Provider {
+    provider::spawn(([127, 0, 0, 1], 0).into(), name, behavior).await.unwrap()
+}
+
+/// Starts a proxy from `yaml`, where `{name}` placeholders are replaced by provider addresses.
+pub async fn proxy(yaml: &str, providers: &[&Provider]) -> Running {
+    let mut text = yaml.to_string();
+    for p in providers {
+        text = text.replace(&format!("{{{}}}", p.name), &p.address.to_string());
+    }
+    let registry = metaproxy_runtime::default_registry().unwrap();
+    let cfg =
+        metaproxy_runtime::config::load_str(&text, "test.yaml", &registry).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    metaproxy_runtime::server::start(cfg).await.unwrap()
+}
+
+pub async fn client(running: &Running) -> Client {
+    Client::connect(running.address("in").unwrap()).await.unwrap()
+}
+
+/// A call that must complete within 10 s (no request may hang).
+pub async fn call(c: &Client, method: &str, attachments: &[(&str, &str)]) -> Message {
+    tokio::time::timeout(Duration::from_secs(10), c.call(SERVICE, method, "hi", attachments))
+        .await
+        .expect("the call hung")
+        .expect("connection closed")
+}
+
+pub fn status(m: &Message) -> &str {
+    m.metadata.kvs.get_str("status").unwrap_or("?")
+}
+
+/// An address nothing listens on.
+pub fn dead_address() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}

@@ -1,0 +1,264 @@
+//! The proxy end to end, driven as users drive it: a YAML configuration, Dubbo providers and a
+//! pipelining Dubbo client on loopback.
+
+// Tests panic on purpose when an expectation fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::{call, client, dead_address, provider, proxy, status, SERVICE};
+use metaprotocol_core::MessageType;
+use metaproxy_runtime::demo::client::Client;
+use metaproxy_runtime::demo::provider::Behavior;
+
+const SUBSETS: &str = r#"
+listeners:
+  - name: in
+    address: 127.0.0.1:0
+    protocol: dubbo
+    routes:
+      - name: batchjob
+        match: [{ key: batchjob, exact: "true" }]
+        route: { cluster: provider, subset: batchjob }
+      - name: default
+        route: { cluster: provider, subset: user }
+clusters:
+  - name: provider
+    endpoints:
+      - { address: "{user}", labels: { service_group: user } }
+      - { address: "{batch}", labels: { service_group: batchjob } }
+    subsets:
+      - { name: user, labels: { service_group: user } }
+      - { name: batchjob, labels: { service_group: batchjob } }
+access_log: { enabled: false }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_attachment_to_subsets() {
+    let (user, batch) = (provider("user", Behavior::default()).await, provider("batch", Behavior::default()).await);
+    let running = proxy(SUBSETS, &[&user, &batch]).await;
+    let c = client(&running).await;
+    for i in 0..60 {
+        let attachments: &[(&str, &str)] = if i % 3 == 0 { &[("batchjob", "true")] } else { &[("batchjob", "false")] };
+        let m = call(&c, "sayHello", attachments).await;
+        let want = if i % 3 == 0 { "batch" } else { "user" };
+        assert_eq!(m.metadata.kvs.get_str("served-by"), Some(want));
+    }
+    assert_eq!((user.stats.user.load(Ordering::Relaxed), user.stats.batch.load(Ordering::Relaxed)), (40, 0));
+    assert_eq!((batch.stats.user.load(Ordering::Relaxed), batch.stats.batch.load(Ordering::Relaxed)), (0, 20));
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_split_within_tolerance() {
+    let (a, b) = (provider("a", Behavior::default()).await, provider("b", Behavior::default()).await);
+    let yaml = r#"
+listeners:
+  - name: in
+    address: 127.0.0.1:0
+    protocol: dubbo
+    routes:
+      - name: split
+        weighted: [{ cluster: ca, weight: 80 }, { cluster: cb, weight: 20 }]
+clusters:
+  - { name: ca, endpoints: [{ address: "{a}" }] }
+  - { name: cb, endpoints: [{ address: "{b}" }] }
+access_log: { enabled: false }
+"#;
+    let running = proxy(yaml, &[&a, &b]).await;
+    let c = client(&running).await;
+    let calls: Vec<_> = (0..1000).map(|_| call(&c, "sayHello", &[])).collect();
+    futures_util::future::join_all(calls).await;
+    let (na, nb) = (a.stats.total(), b.stats.total());
+    assert_eq!(na + nb, 1000);
+    // 80% of 1000 with a binomial standard deviation of about 13: allow 6 deviations.
+    assert!((720..=880).contains(&na), "a got {na}, b got {nb}");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_mutation_reaches_the_upstream_and_response_mutation_the_client() {
+    let p = provider("p", Behavior::default()).await;
+    let yaml = r#"
+listeners:
+  - name: in
+    address: 127.0.0.1:0
+    protocol: dubbo
+    routes:
+      - name: all
+        route: { cluster: c }
+        request_mutation: [{ key: x-routed-by, value: metaproxy }, { key: secret, remove: true }]
+        response_mutation: [{ key: x-served-via, value: proxy }, { key: served-by, remove: true }]
+clusters:
+  - { name: c, endpoints: [{ address: "{p}" }] }
+access_log: { enabled: false }
+"#;
+    let running = proxy(yaml, &[&p]).await;
+    let c = client(&running).await;
+    let m = call(&c, "sayHello", &[("secret", "s3cr3t"), ("trace", "t1")]).await;
+    let seen = p.stats.last_attachments.lock().unwrap().clone();
+    assert!(seen.contains(&("x-routed-by".into(), "metaproxy".into())), "{seen:?}");
+    assert!(seen.contains(&("trace".into(), "t1".into())), "{seen:?}");
+    assert!(!seen.iter().any(|(k, _)| k == "secret"), "{seen:?}");
+    // The provider echoes x- attachments: the client sees the request mutation come back...
+    assert_eq!(m.metadata.kvs.get_str("x-routed-by"), Some("metaproxy"));
+    // ...and the response mutation.
+    assert_eq!(m.metadata.kvs.get_str("x-served-via"), Some("proxy"));
+    assert_eq!(m.metadata.kvs.get_str("served-by"), None);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_route_gets_a_service_not_found_reply() {
+    let p = provider("p", Behavior::default()).await;
+    let yaml = r#"
+listeners:
+  - name: in
+    address: 127.0.0.1:0
+    protocol: dubbo
+    routes:
+      - name: only-get
+        match: [{ key: method, prefix: get }]
+        route: { cluster: c }
+clusters:
+  - { name: c, endpoints: [{ address: "{p}" }] }
+access_log: { enabled: false }
+"#;
+    let running = proxy(yaml, &[&p]).await;
+    let c = client(&running).await;
+    assert_eq!(status(&call(&c, "getUser", &[]).await), "20");
+    let m = call(&c, "deleteUser", &[]).await;
+    assert_eq!(m.metadata.message_type, MessageType::Error);
+    assert_eq!(status(&m), "60");
+    assert!(m.metadata.kvs.get_str("error_message").unwrap().contains("route_not_found"));
+    assert_eq!(p.stats.total(), 1);
+    running.shutdown().await;
+}
+
+fn single(yaml_route_extra: &str, cluster_extra: &str) -> String {
+    format!(
+        r#"
+listeners:
+  - name: in
+    address: 127.0.0.1:0
+    protocol: dubbo
+    routes:
+      - name: all
+        route: {{ cluster: c }}
+{yaml_route_extra}
+clusters:
+  - name: c
+{cluster_extra}
+access_log: {{ enabled: false }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_closing_mid_flight_answers_every_request_with_an_error() {
+    // The provider holds answers for 300 ms and drops its connection at the 5th request.
+    let p = provider("p", Behavior { delay: Duration::from_millis(300), close_after: Some(5) }).await;
+    let yaml = single("", "    connections_per_endpoint: 1\n    endpoints: [{ address: \"{p}\" }]");
+    let running = proxy(&yaml, &[&p]).await;
+    let c = client(&running).await;
+    let calls: Vec<_> = (0..20).map(|_| call(&c, "sayHello", &[])).collect();
+    let started = Instant::now();
+    let results = futures_util::future::join_all(calls).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        results.iter().all(|m| m.metadata.message_type == MessageType::Error && status(m) == "80"),
+        "{:?}",
+        results.iter().map(status).collect::<Vec<_>>()
+    );
+    assert!(results[0].metadata.kvs.get_str("error_message").unwrap().contains("closed"));
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_timeout_gets_a_server_timeout_reply() {
+    let p = provider("p", Behavior { delay: Duration::from_secs(2), close_after: None }).await;
+    let yaml = single("        timeout: 200ms", "    endpoints: [{ address: \"{p}\" }]");
+    let running = proxy(&yaml, &[&p]).await;
+    let c = client(&running).await;
+    let started = Instant::now();
+    let m = call(&c, "sayHello", &[]).await;
+    let took = started.elapsed();
+    assert_eq!(status(&m), "31", "{m:?}");
+    assert!(took >= Duration::from_millis(190) && took < Duration::from_millis(1500), "{took:?}");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_move_past_an_endpoint_that_refuses_connections() {
+    let p = provider("p", Behavior::default()).await;
+    let dead = dead_address();
+    let endpoints =
+        format!("    lb: round_robin\n    endpoints: [{{ address: \"{dead}\" }}, {{ address: \"{{p}}\" }}]");
+    let with_retries = proxy(&single("        retries: { count: 1 }", &endpoints), &[&p]).await;
+    let c = client(&with_retries).await;
+    for _ in 0..10 {
+        assert_eq!(status(&call(&c, "sayHello", &[]).await), "20");
+    }
+    with_retries.shutdown().await;
+    // Without retries the first request to the dead endpoint fails (with an error reply).
+    let without = proxy(&single("", &endpoints), &[&p]).await;
+    let c = client(&without).await;
+    let statuses: Vec<String> = futures_util::future::join_all((0..2).map(|_| call(&c, "sayHello", &[])))
+        .await
+        .iter()
+        .map(|m| status(m).to_string())
+        .collect();
+    assert!(statuses.contains(&"80".to_string()), "{statuses:?}");
+    without.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuit_breaker_turns_overload_into_over_limit_replies() {
+    let p = provider("p", Behavior { delay: Duration::from_millis(300), close_after: None }).await;
+    let yaml = single("", "    circuit_breakers: { max_requests: 2 }\n    endpoints: [{ address: \"{p}\" }]");
+    let running = proxy(&yaml, &[&p]).await;
+    let c = client(&running).await;
+    let results = futures_util::future::join_all((0..10).map(|_| call(&c, "sayHello", &[]))).await;
+    let ok = results.iter().filter(|m| status(m) == "20").count();
+    let over = results.iter().filter(|m| status(m) == "100").count();
+    assert_eq!((ok, over), (2, 8), "{:?}", results.iter().map(status).collect::<Vec<_>>());
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oneway_requests_are_forwarded_without_a_reply() {
+    let p = provider("p", Behavior::default()).await;
+    let running = proxy(&single("", "    endpoints: [{ address: \"{p}\" }]"), &[&p]).await;
+    let c = client(&running).await;
+    for _ in 0..5 {
+        c.send_oneway(SERVICE, "log", "line", &[]).await.unwrap();
+    }
+    // A two-way call after them: when it is answered, the one-way requests have been delivered.
+    assert_eq!(status(&call(&c, "sayHello", &[]).await), "20");
+    assert_eq!(p.stats.total(), 6);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_pipelining_connections_share_two_upstream_connections() {
+    let _ = rlimit::increase_nofile_limit(8192);
+    let p = provider("p", Behavior::default()).await;
+    let running =
+        proxy(&single("", "    connections_per_endpoint: 2\n    endpoints: [{ address: \"{p}\" }]"), &[&p]).await;
+    let mut clients = Vec::new();
+    for _ in 0..1000 {
+        clients.push(Client::connect(running.address("in").unwrap()).await.unwrap());
+    }
+    let calls = clients.iter().flat_map(|c| (0..4).map(move |_| call(c, "sayHello", &[])));
+    let results = futures_util::future::join_all(calls).await;
+    assert_eq!(results.len(), 4000);
+    assert!(results.iter().all(|m| status(m) == "20"));
+    assert_eq!(p.stats.total(), 4000);
+    assert!(running.downstream_connections() >= 1000);
+    assert!(running.upstream_connections("in", "c") <= 2, "{}", running.upstream_connections("in", "c"));
+    assert!(p.stats.connections.load(Ordering::Relaxed) <= 2);
+    running.shutdown().await;
+}

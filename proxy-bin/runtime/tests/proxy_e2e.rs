@@ -232,7 +232,8 @@ async fn circuit_breaker_turns_overload_into_over_limit_replies() {
 async fn oneway_requests_are_forwarded_without_a_reply() {
     let p = provider("p", Behavior::default()).await;
     // One upstream connection, so the call below travels behind the one-way requests.
-    let running = proxy(&single("", "    connections_per_endpoint: 1\n    endpoints: [{ address: \"{p}\" }]"), &[&p]).await;
+    let running =
+        proxy(&single("", "    connections_per_endpoint: 1\n    endpoints: [{ address: \"{p}\" }]"), &[&p]).await;
     let c = client(&running).await;
     for _ in 0..5 {
         c.send_oneway(SERVICE, "log", "line", &[]).await.unwrap();

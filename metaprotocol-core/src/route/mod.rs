@@ -11,4 +11,4 @@ mod table;
 
 pub use config::{DestinationSpec, MatcherSpec, MirrorSpec, MutationSpec, RetryOn, RetrySpec, RouteSpec, WeightedSpec};
 pub use matcher::{MatchKind, Matcher};
-pub use table::{Destination, Mirror, RetryPolicy, Route, RouteAction, RouteTable, WeightedDestinations};
+pub use table::{mix64, Destination, Mirror, RetryPolicy, Route, RouteAction, RouteTable, WeightedDestinations};

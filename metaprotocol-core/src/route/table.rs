@@ -189,8 +189,9 @@ impl Route {
         self.mirror.as_ref().filter(|m| (random % 10_000) < u64::from(m.basis_points)).map(|m| &m.destination)
     }
 
-    /// A hash of the request's values for [`hash_keys`](Route::hash_keys) (FNV-1a, stable across
-    /// runs), or `None` when the route has no hash keys.
+    /// A hash of the request's values for [`hash_keys`](Route::hash_keys) (FNV-1a with a 64-bit
+    /// finalizer, so that values differing in one character spread over the whole range; stable
+    /// across runs), or `None` when the route has no hash keys.
     pub fn hash(&self, metadata: &Metadata) -> Option<u64> {
         if self.hash_keys.is_empty() {
             return None;
@@ -203,8 +204,17 @@ impl Route {
                 h = h.wrapping_mul(0x0100_0000_01b3);
             }
         }
-        Some(h)
+        Some(mix64(h))
     }
+}
+
+/// The finalizer of splitmix64: every input bit affects every output bit.
+pub fn mix64(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// Routes in order; the first match wins.
@@ -393,6 +403,23 @@ mod tests {
         assert_eq!(h1, r.hash(&md(&[("USER", "alice"), ("x", "y")])));
         assert_ne!(h1, r.hash(&md(&[("user", "bob")])));
         assert_eq!(t.destinations().count(), 2);
+    }
+
+    #[test]
+    fn hashes_of_similar_values_spread_over_the_range() {
+        let t = table(serde_json::json!([{"name": "h", "route": {"cluster": "a"}, "hash_keys": ["user"]}])).unwrap();
+        let r = &t.routes()[0];
+        let users: Vec<String> = (0..64).map(|i| format!("user-{i}")).collect();
+        // The top two bits pick a quarter of the range: similar values must reach every quarter.
+        let quarters: std::collections::HashSet<u64> = users
+            .iter()
+            .map(|u| {
+                let mut m = Metadata::new(MessageType::Request, 1);
+                m.kvs.push(Bytes::from_static(b"user"), Bytes::copy_from_slice(u.as_bytes()));
+                r.hash(&m).unwrap() >> 62
+            })
+            .collect();
+        assert_eq!(quarters.len(), 4);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! write responses as they complete, matched to their request by the client's request id.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -43,7 +44,10 @@ pub async fn serve(
                 match read {
                     Ok(0) | Err(_) => reading = false,
                     Ok(_) => {
-                        let mut start = |ctx, message| inflight.push(request::handle(listener.clone(), ctx, message));
+                        let mut start = |ctx, message| {
+                            listener.stats.requests.fetch_add(1, Ordering::Relaxed);
+                            inflight.push(request::handle(listener.clone(), ctx, message))
+                        };
                         if let Err(e) = decode_all(&mut *codec, &mut inbuf, &mut out, peer, &mut start) {
                             tracing::debug!(?peer, error = %e, "malformed downstream frame; closing after in-flight requests");
                             reading = false;
@@ -101,6 +105,16 @@ fn write_result(listener: &ListenerRuntime, codec: &mut dyn Codec, finished: Fin
     listener.spec.filters.on_complete(&finished.ctx);
     let Finished { ctx, outcome, .. } = finished;
     let oneway = ctx.request.message_type == MessageType::Oneway;
+    let stats = &listener.stats;
+    match &outcome {
+        Outcome::Sent => stats.oneway.fetch_add(1, Ordering::Relaxed),
+        Outcome::Dropped => stats.dropped.fetch_add(1, Ordering::Relaxed),
+        Outcome::Response(_) => stats.responses.fetch_add(1, Ordering::Relaxed),
+        Outcome::Local(reply) => {
+            stats.local_reply(reply.kind);
+            0
+        }
+    };
     let encoded = match outcome {
         Outcome::Sent => Ok(()),
         Outcome::Dropped => return true,

@@ -4,6 +4,7 @@
 mod access_log;
 mod downstream;
 pub mod request;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +28,8 @@ pub struct ListenerRuntime {
     pub clusters: HashMap<Arc<str>, Arc<Cluster>>,
     /// Access log settings.
     pub access_log: AccessLogConfig,
+    /// Counters.
+    pub stats: stats::ListenerStats,
 }
 
 /// Counts open downstream connections, to wait for them on shutdown.
@@ -43,6 +46,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     connections: Arc<Connections>,
     drain_timeout: Duration,
+    admin: Option<SocketAddr>,
 }
 
 impl Running {
@@ -59,6 +63,11 @@ impl Running {
             .filter_map(|l| l.clusters.get(cluster))
             .map(|c| c.endpoints().all.iter().map(|e| e.pool.open_connections()).sum::<usize>())
             .sum()
+    }
+
+    /// The admin endpoint's address, when configured.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// Open downstream connections.
@@ -105,17 +114,41 @@ pub async fn start(config: ProxyConfig) -> Result<Running, RuntimeError> {
             let breaker = breakers.get(name).cloned().unwrap_or_else(|| Breaker::new(cluster.limits));
             let c = Cluster::new(cluster.clone(), breaker, spec.new_codec.clone());
             if let Some(dns) = &cluster.dns {
+                // Resolve once before serving, so the first requests find endpoints.
+                resolve(&c, dns).await;
                 tokio::spawn(resolve_forever(Arc::downgrade(&c), dns.clone(), watch_rx.clone()));
             }
             clusters.insert(name.clone(), c);
         }
         tracing::info!(listener = %spec.name, %address, protocol = %spec.protocol, "listening");
         addresses.push((spec.name.clone(), address));
-        let runtime = Arc::new(ListenerRuntime { spec, clusters, access_log: config.access_log.clone() });
+        let runtime = Arc::new(ListenerRuntime {
+            spec,
+            clusters,
+            access_log: config.access_log.clone(),
+            stats: Default::default(),
+        });
         runtimes.push(runtime.clone());
         tokio::spawn(accept(socket, runtime, watch_rx.clone(), connections.clone()));
     }
-    Ok(Running { addresses, listeners: runtimes, shutdown, connections, drain_timeout: config.drain_timeout })
+    let admin = match config.admin {
+        None => None,
+        Some(address) => {
+            let socket = crate::admin::bind(address)
+                .await
+                .map_err(|e| RuntimeError::Usage(format!("admin: cannot bind {address}: {e}")))?;
+            let bound = socket.local_addr().map_err(|e| RuntimeError::Usage(e.to_string()))?;
+            let open = connections.clone();
+            let state = crate::admin::AdminState {
+                listeners: runtimes.clone(),
+                downstream: Arc::new(move || open.open.load(Ordering::Acquire)),
+            };
+            tokio::spawn(crate::admin::serve(socket, Arc::new(state), watch_rx.clone()));
+            tracing::info!(address = %bound, "admin endpoint: /metrics, /ready");
+            Some(bound)
+        }
+    };
+    Ok(Running { addresses, listeners: runtimes, shutdown, connections, drain_timeout: config.drain_timeout, admin })
 }
 
 async fn accept(
@@ -146,6 +179,24 @@ async fn accept(
     }
 }
 
+/// Resolves a DNS cluster's name once and installs the endpoints (static ones stay).
+async fn resolve(c: &Cluster, dns: &crate::config::DnsSpec) {
+    match tokio::net::lookup_host(&dns.address).await {
+        Ok(addrs) => {
+            let mut eps: Vec<EndpointSpec> =
+                addrs.map(|address| EndpointSpec { address, labels: dns.labels.clone() }).collect();
+            eps.sort_by_key(|e| e.address);
+            eps.dedup();
+            let mut all = c.spec.endpoints.clone();
+            all.extend(eps);
+            c.set_endpoints(&all);
+        }
+        Err(e) => {
+            tracing::warn!(cluster = %c.spec.name, error = %e, "DNS resolution failed; keeping the last endpoints")
+        }
+    }
+}
+
 /// Re-resolves a DNS cluster's name every `refresh`, while the cluster lives.
 async fn resolve_forever(
     cluster: std::sync::Weak<Cluster>,
@@ -153,25 +204,11 @@ async fn resolve_forever(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let Some(c) = cluster.upgrade() else { return };
-        match tokio::net::lookup_host(&dns.address).await {
-            Ok(addrs) => {
-                let mut eps: Vec<EndpointSpec> =
-                    addrs.map(|address| EndpointSpec { address, labels: dns.labels.clone() }).collect();
-                eps.sort_by_key(|e| e.address);
-                eps.dedup();
-                let mut all = c.spec.endpoints.clone();
-                all.extend(eps);
-                c.set_endpoints(&all);
-            }
-            Err(e) => {
-                tracing::warn!(cluster = %c.spec.name, error = %e, "DNS resolution failed; keeping the last endpoints")
-            }
-        }
-        drop(c);
         tokio::select! {
             _ = tokio::time::sleep(dns.refresh) => {}
             _ = shutdown.changed() => return,
         }
+        let Some(c) = cluster.upgrade() else { return };
+        resolve(&c, &dns).await;
     }
 }

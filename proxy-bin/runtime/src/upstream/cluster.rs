@@ -63,13 +63,14 @@ pub struct Cluster {
     new_codec: Arc<dyn NewCodec>,
 }
 
+/// A ring point: FNV-1a of the address, seeded by the replica number, finalized like request hashes.
 fn fnv(bytes: &[u8], seed: u64) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h
+    metaprotocol_core::route::mix64(h)
 }
 
 impl Cluster {

@@ -72,7 +72,8 @@ pub enum Command {
 fn init_logs(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(true).try_init();
+    // Logs (and the access log) go to stderr; stdout carries command output such as `inspect`'s JSON.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(true).with_writer(std::io::stderr).try_init();
 }
 
 fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, RuntimeError> {
@@ -101,7 +102,9 @@ async fn wait_for_signal() {
 /// Parses the process arguments and runs the command with `registry`'s codecs and filters.
 pub fn main_with(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
-    match run(&registry, cli.command, &mut std::io::stdout().lock()) {
+    // Not `stdout().lock()`: a lock held for the whole command would block every other thread
+    // that writes to stdout.
+    match run(&registry, cli.command, &mut std::io::stdout()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("metaproxy: {e}");

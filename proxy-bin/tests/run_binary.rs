@@ -1,0 +1,99 @@
+//! The `metaproxy` binary as an operator runs it: `check` reports errors with file and line,
+//! `run` serves a configuration and drains in-flight requests on SIGTERM.
+
+// Tests panic on purpose when an expectation fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use metaproxy_runtime::demo::client::Client;
+use metaproxy_runtime::demo::provider::{self, Behavior};
+
+fn write_config(name: &str, text: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("run-binary");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_accepts_the_example_and_locates_errors() {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/configs/batchjob.yaml");
+    let ok = Command::new(env!("CARGO_BIN_EXE_metaproxy")).args(["check", "-c"]).arg(&example).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("OK (1 listeners, 1 clusters)"));
+    let text = std::fs::read_to_string(&example).unwrap().replace("subset: batchjob }", "subset: batch }");
+    let bad = write_config("bad.yaml", &text);
+    let out = Command::new(env!("CARGO_BIN_EXE_metaproxy")).args(["check", "-c"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml:") && err.contains("listeners[0].routes[0]: cluster `provider` has no subset `batch`"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests() {
+    let p = provider::spawn(
+        ([127, 0, 0, 1], 0).into(),
+        "slow",
+        Behavior { delay: Duration::from_millis(700), close_after: None },
+    )
+    .await
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = write_config(
+        "drain.yaml",
+        &format!(
+            "drain_timeout: 5s\nworkers: 1\nlisteners:\n  - name: in\n    address: 127.0.0.1:{port}\n    protocol: dubbo\n    routes:\n      - name: all\n        route: {{ cluster: c }}\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+            p.address
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metaproxy"))
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let started = Instant::now();
+    let client = loop {
+        if let Ok(c) = Client::connect(addr).await {
+            break c;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "metaproxy did not start listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let calls: Vec<_> = (0..5)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.call("S", "m", "x", &[]).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    for call in calls {
+        let Ok(m) = tokio::time::timeout(Duration::from_secs(5), call).await else {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "a request hung; metaproxy said:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let m = m.unwrap().expect("answered before the connection closed");
+        assert_eq!(m.metadata.kvs.get_str("status"), Some("20"), "in-flight requests finish during the drain");
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "metaproxy exited with {status}");
+    // New connections are refused once draining has begun.
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}

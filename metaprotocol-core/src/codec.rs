@@ -125,6 +125,9 @@ impl LocalReply {
 /// id with [`rewrite_request_id`](Codec::rewrite_request_id) before encoding it, and writes the
 /// original back into the response the same way.
 ///
+/// Encoding may rely only on the message's frame, layout, message type and request id: the proxy
+/// moves the key/values out of a request into its context before forwarding it.
+///
 /// The crate's `testkit` feature checks all of the above against sample frames.
 pub trait Codec: Send + 'static {
     /// Decodes one message from the front of `src`; see the trait docs for the contract.
@@ -159,6 +162,14 @@ pub trait Codec: Send + 'static {
     /// The answer to a heartbeat: `Some(reply)` for a heartbeat that asks for one, `None` for a
     /// heartbeat that is itself a reply.
     fn heartbeat_reply(&self, heartbeat: &Message) -> Result<Option<Message>, CodecError>;
+
+    /// After [`decode`](Codec::decode) failed with `error`: a protocol-native error reply to send
+    /// before the connection closes, when the codec knows which request was malformed (its header
+    /// parsed, its body did not). Default: none, the connection just closes.
+    fn malformed_reply(&self, error: &CodecError) -> Option<Message> {
+        let _ = error;
+        None
+    }
 }
 
 impl<C: Codec + ?Sized> Codec for Box<C> {
@@ -182,5 +193,8 @@ impl<C: Codec + ?Sized> Codec for Box<C> {
     }
     fn heartbeat_reply(&self, heartbeat: &Message) -> Result<Option<Message>, CodecError> {
         (**self).heartbeat_reply(heartbeat)
+    }
+    fn malformed_reply(&self, error: &CodecError) -> Option<Message> {
+        (**self).malformed_reply(error)
     }
 }

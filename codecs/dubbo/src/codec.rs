@@ -17,12 +17,14 @@ use crate::hessian;
 #[derive(Clone, Debug, Default)]
 pub struct DubboCodec {
     options: DubboOptions,
+    /// The header of the last request whose body failed to decode, for [`Codec::malformed_reply`].
+    failed: Option<Header>,
 }
 
 impl DubboCodec {
     /// A codec with `options`.
     pub fn new(options: DubboOptions) -> Self {
-        DubboCodec { options }
+        DubboCodec { options, failed: None }
     }
 
     fn metadata(&self, frame: &Bytes, h: &Header) -> Result<(Metadata, Layout), CodecError> {
@@ -81,7 +83,11 @@ impl Codec for DubboCodec {
             return Ok(None);
         }
         let frame = src.split_to(total).freeze();
-        let (metadata, layout) = self.metadata(&frame, &h)?;
+        let (metadata, layout) = self.metadata(&frame, &h).inspect_err(|_| {
+            if h.is_request() && h.is_two_way() && !h.is_event() {
+                self.failed = Some(h);
+            }
+        })?;
         Ok(Some(Message::new(metadata, frame, layout)))
     }
 
@@ -185,5 +191,12 @@ impl Codec for DubboCodec {
 
     fn request_id_limit(&self) -> u64 {
         u64::MAX
+    }
+
+    /// A request whose header parsed but whose body did not gets a status 40 (bad request) reply.
+    fn malformed_reply(&self, error: &CodecError) -> Option<Message> {
+        let h = self.failed?;
+        let request = Metadata::new(MessageType::Request, h.request_id);
+        self.local_reply(&request, &LocalReply::new(ReplyKind::BadRequest, error.to_string())).ok()
     }
 }

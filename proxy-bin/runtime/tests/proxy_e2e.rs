@@ -264,3 +264,32 @@ async fn a_thousand_pipelining_connections_share_two_upstream_connections() {
     assert!(p.stats.connections.load(Ordering::Relaxed) <= 2);
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_request_gets_a_bad_request_reply_then_the_connection_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let p = provider("p", Behavior::default()).await;
+    let running = proxy(&single("", "    endpoints: [{ address: \"{p}\" }]"), &[&p]).await;
+    // A two-way Hessian 2 request, id 77, whose body is not a Dubbo request body.
+    let body = b"\x052.0.2\x01S\x00\x01m\x04Lbad";
+    let mut frame = vec![0xda, 0xbb, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 77];
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(body);
+    let mut raw = tokio::net::TcpStream::connect(running.address("in").unwrap()).await.unwrap();
+    raw.write_all(&frame).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut answer))
+        .await
+        .expect("the connection closes")
+        .unwrap();
+    let mut buf = bytes::BytesMut::from(&answer[..]);
+    let reply =
+        metaprotocol_core::Codec::decode(&mut metaprotocol_dubbo::DubboCodec::default(), &mut buf).unwrap().unwrap();
+    assert_eq!(reply.metadata.request_id, 77);
+    assert_eq!(status(&reply), "40");
+    assert!(reply.metadata.kvs.get_str("error_message").unwrap().contains("parameter type descriptor"));
+    // Other connections carry on.
+    let c = client(&running).await;
+    assert_eq!(status(&call(&c, "sayHello", &[]).await), "20");
+    running.shutdown().await;
+}

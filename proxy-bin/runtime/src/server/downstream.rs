@@ -50,6 +50,9 @@ pub async fn serve(
                         };
                         if let Err(e) = decode_all(&mut *codec, &mut inbuf, &mut out, peer, &mut start) {
                             tracing::debug!(?peer, error = %e, "malformed downstream frame; closing after in-flight requests");
+                            if let Some(reply) = codec.malformed_reply(&e) {
+                                let _ = codec.encode(&reply, &Mutation::new(), &mut out);
+                            }
                             reading = false;
                         }
                     }

@@ -29,11 +29,13 @@ pub use error::RuntimeError;
 
 use metaprotocol_core::{ConfigError, Registry};
 
-/// A registry holding everything built into metaproxy: the built-in codecs (`dubbo`) and filters.
+/// A registry holding everything built into metaproxy: the built-in codecs (`dubbo`, `thrift`) and
+/// filters.
 /// Plugin binaries start from it and register their own codecs.
 pub fn default_registry() -> Result<Registry, ConfigError> {
     let mut registry = Registry::new();
     registry.register_codec(metaprotocol_dubbo::DubboCodecFactory)?;
+    registry.register_codec(metaprotocol_thrift::ThriftCodecFactory)?;
     metaprotocol_filters::register_builtin_filters(&mut registry)?;
     Ok(registry)
 }

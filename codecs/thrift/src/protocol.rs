@@ -1,0 +1,295 @@
+//! Thrift protocols: reading and writing message headers in the binary (strict and lax) and
+//! compact encodings.
+
+use bytes::{BufMut, BytesMut};
+use metaprotocol_core::{ByteReader, CodecError};
+
+/// Strict binary protocol: the version word's top half.
+pub const BINARY_VERSION_1: u32 = 0x8001_0000;
+/// Compact protocol id byte.
+pub const COMPACT_PROTOCOL_ID: u8 = 0x82;
+/// Compact protocol version.
+pub const COMPACT_VERSION: u8 = 1;
+
+/// A Thrift protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// TBinaryProtocol (strict, or lax when allowed).
+    Binary,
+    /// TCompactProtocol.
+    Compact,
+}
+
+impl Protocol {
+    /// The protocol id THeader uses (0 binary, 2 compact).
+    pub fn header_id(self) -> u64 {
+        match self {
+            Protocol::Binary => 0,
+            Protocol::Compact => 2,
+        }
+    }
+
+    /// The protocol for a THeader protocol id.
+    pub fn from_header_id(id: u64) -> Option<Self> {
+        match id {
+            0 => Some(Protocol::Binary),
+            2 => Some(Protocol::Compact),
+            _ => None,
+        }
+    }
+
+    /// The protocol a message starting with `first` uses (lax binary needs the option).
+    pub fn detect(first: u8, lax: bool) -> Option<Self> {
+        match first {
+            0x80 => Some(Protocol::Binary),
+            COMPACT_PROTOCOL_ID => Some(Protocol::Compact),
+            0x00..=0x7f if lax => Some(Protocol::Binary),
+            _ => None,
+        }
+    }
+}
+
+/// Thrift message types.
+pub mod message_type {
+    /// A call.
+    pub const CALL: u8 = 1;
+    /// A reply.
+    pub const REPLY: u8 = 2;
+    /// An exception (TApplicationException).
+    pub const EXCEPTION: u8 = 3;
+    /// A one-way call.
+    pub const ONEWAY: u8 = 4;
+}
+
+/// What a message header holds, with positions relative to the message start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageHeader {
+    /// Message type (1 to 4).
+    pub kind: u8,
+    /// Where the name's bytes are.
+    pub name: std::ops::Range<usize>,
+    /// The sequence id.
+    pub seqid: i32,
+    /// Where the sequence id's encoding is.
+    pub seqid_at: std::ops::Range<usize>,
+    /// Where the header ends (the body struct starts).
+    pub end: usize,
+}
+
+/// Reads a varint (up to 10 bytes).
+pub fn read_varint(r: &mut ByteReader<'_>, what: &'static str) -> Result<u64, CodecError> {
+    let mut v = 0u64;
+    for shift in (0..70).step_by(7) {
+        let b = r.u8(what)?;
+        v |= u64::from(b & 0x7f) << shift.min(63);
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(r.error("varint longer than 10 bytes"))
+}
+
+/// Writes a varint.
+pub fn put_varint(dst: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        dst.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    dst.put_u8(v as u8);
+}
+
+/// Zigzag-decodes a 32-bit value.
+pub fn unzigzag32(v: u64) -> i32 {
+    let v = v as u32;
+    ((v >> 1) as i32) ^ -((v & 1) as i32)
+}
+
+/// Zigzag-encodes a 32-bit value.
+pub fn zigzag32(v: i32) -> u64 {
+    u64::from(((v << 1) ^ (v >> 31)) as u32)
+}
+
+/// Parses the message header at the start of `msg`. `lax` accepts the old binary form without a
+/// version word.
+pub fn read_header(protocol: Protocol, msg: &[u8], lax: bool) -> Result<MessageHeader, CodecError> {
+    let mut r = ByteReader::new(msg);
+    match protocol {
+        Protocol::Binary => {
+            let word = r.u32_be("message header")?;
+            if word & 0x8000_0000 != 0 {
+                if word & 0xffff_0000 != BINARY_VERSION_1 {
+                    return Err(CodecError::Unsupported(format!("binary protocol version {:#x}", word >> 16).into()));
+                }
+                let kind = (word & 0xff) as u8;
+                let len = r.u32_be("method name length")? as usize;
+                let name = r.take_range(len, "method name")?;
+                let at = r.position();
+                let seqid = r.u32_be("sequence id")? as i32;
+                Ok(MessageHeader { kind, name, seqid, seqid_at: at..at + 4, end: r.position() })
+            } else if lax {
+                let len = word as usize;
+                let name = r.take_range(len, "method name")?;
+                let kind = r.u8("message type")?;
+                let at = r.position();
+                let seqid = r.u32_be("sequence id")? as i32;
+                Ok(MessageHeader { kind, name, seqid, seqid_at: at..at + 4, end: r.position() })
+            } else {
+                Err(CodecError::malformed(0, "binary message without a version (lax binary is not enabled)"))
+            }
+        }
+        Protocol::Compact => {
+            if r.u8("protocol id")? != COMPACT_PROTOCOL_ID {
+                return Err(CodecError::malformed(0, "not a compact protocol message"));
+            }
+            let vt = r.u8("version and type")?;
+            if vt & 0x1f != COMPACT_VERSION {
+                return Err(CodecError::Unsupported(format!("compact protocol version {}", vt & 0x1f).into()));
+            }
+            let kind = vt >> 5;
+            let at = r.position();
+            let seqid = read_varint(&mut r, "sequence id")? as u32 as i32;
+            let seqid_at = at..r.position();
+            let len = read_varint(&mut r, "method name length")? as usize;
+            let name = r.take_range(len, "method name")?;
+            Ok(MessageHeader { kind, name, seqid, seqid_at, end: r.position() })
+        }
+    }
+    .and_then(|h| match h.kind {
+        1..=4 => Ok(h),
+        _ => Err(CodecError::malformed(0, "unknown message type")),
+    })
+}
+
+/// Writes a sequence id in `protocol`'s encoding.
+pub fn put_seqid(dst: &mut BytesMut, protocol: Protocol, seqid: i32) {
+    match protocol {
+        Protocol::Binary => dst.put_i32(seqid),
+        Protocol::Compact => put_varint(dst, u64::from(seqid as u32)),
+    }
+}
+
+/// Writes a strict message header.
+pub fn put_header(dst: &mut BytesMut, protocol: Protocol, kind: u8, name: &[u8], seqid: i32) {
+    match protocol {
+        Protocol::Binary => {
+            dst.put_u32(BINARY_VERSION_1 | u32::from(kind));
+            dst.put_u32(name.len() as u32);
+            dst.put_slice(name);
+            dst.put_i32(seqid);
+        }
+        Protocol::Compact => {
+            dst.put_u8(COMPACT_PROTOCOL_ID);
+            dst.put_u8((kind << 5) | COMPACT_VERSION);
+            put_varint(dst, u64::from(seqid as u32));
+            put_varint(dst, name.len() as u64);
+            dst.put_slice(name);
+        }
+    }
+}
+
+/// The id of the first field of the struct at the start of `body` (0 = STOP or success), used to
+/// tell a declared exception (field id >= 1) from a success in a reply.
+pub fn first_field_id(protocol: Protocol, body: &[u8]) -> Result<Option<i16>, CodecError> {
+    let mut r = ByteReader::new(body);
+    match protocol {
+        Protocol::Binary => {
+            let ty = r.u8("field type")?;
+            if ty == 0 {
+                return Ok(None);
+            }
+            Ok(Some(r.u16_be("field id")? as i16))
+        }
+        Protocol::Compact => {
+            let b = r.u8("field header")?;
+            if b == 0 {
+                return Ok(None);
+            }
+            let delta = b >> 4;
+            if delta != 0 {
+                return Ok(Some(i16::from(delta)));
+            }
+            Ok(Some(unzigzag32(read_varint(&mut r, "field id")?) as i16))
+        }
+    }
+}
+
+/// The length of the message header at the start of `buf`, or `None` while it is incomplete
+/// (unframed transport has no length to wait for). Does not validate; [`read_header`] does.
+pub fn header_len(protocol: Protocol, buf: &[u8], lax: bool) -> Option<usize> {
+    let u32_at = |at: usize| buf.get(at..at + 4).and_then(|s| s.try_into().ok()).map(u32::from_be_bytes);
+    match protocol {
+        Protocol::Binary => {
+            let word = u32_at(0)?;
+            let total = if word & 0x8000_0000 != 0 || !lax {
+                8usize.checked_add(u32_at(4)? as usize)?.checked_add(4)?
+            } else {
+                4usize.checked_add(word as usize)?.checked_add(5)?
+            };
+            (buf.len() >= total).then_some(total)
+        }
+        Protocol::Compact => {
+            let mut pos = 2;
+            if buf.len() < pos {
+                return None;
+            }
+            let varint = |pos: &mut usize| -> Option<u64> {
+                let mut v = 0u64;
+                for i in 0..10 {
+                    let b = *buf.get(*pos)?;
+                    *pos += 1;
+                    v |= u64::from(b & 0x7f) << (7 * i);
+                    if b & 0x80 == 0 {
+                        return Some(v);
+                    }
+                }
+                Some(u64::MAX)
+            };
+            varint(&mut pos)?;
+            let len = usize::try_from(varint(&mut pos)?).ok()?;
+            let total = pos.checked_add(len)?;
+            (buf.len() >= total).then_some(total)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_in_both_protocols() {
+        for p in [Protocol::Binary, Protocol::Compact] {
+            for seqid in [0, 1, 127, 128, 300_000, -1, i32::MAX, i32::MIN] {
+                let mut b = BytesMut::new();
+                put_header(&mut b, p, message_type::CALL, b"Greeter:sayHello", seqid);
+                b.put_u8(0);
+                let h = read_header(p, &b, false).unwrap();
+                assert_eq!((h.kind, h.seqid), (message_type::CALL, seqid));
+                assert_eq!(&b[h.name.clone()], b"Greeter:sayHello");
+                assert_eq!(h.end, b.len() - 1);
+            }
+        }
+    }
+
+    #[test]
+    fn lax_binary_needs_the_option() {
+        let mut b = BytesMut::new();
+        b.put_u32(5);
+        b.put_slice(b"hello");
+        b.put_u8(message_type::CALL);
+        b.put_i32(9);
+        assert!(read_header(Protocol::Binary, &b, false).is_err());
+        assert_eq!(read_header(Protocol::Binary, &b, true).unwrap().seqid, 9);
+    }
+
+    #[test]
+    fn zigzag_and_varints() {
+        for v in [0, 1, -1, 63, -64, i32::MAX, i32::MIN] {
+            assert_eq!(unzigzag32(zigzag32(v)), v);
+        }
+        let mut b = BytesMut::new();
+        put_varint(&mut b, 300);
+        assert_eq!(&b[..], &[0xac, 0x02]);
+        assert!(read_varint(&mut ByteReader::new(&[0xff; 11]), "x").is_err());
+    }
+}

@@ -57,6 +57,19 @@ fn codecs(c: &mut Criterion) {
         .build()
         .expect("frame builds");
     bench_codec(c, "kv_1k_request", KvCodec::default(), kv);
+    use metaprotocol_thrift::protocol::Protocol;
+    use metaprotocol_thrift::transport::Transport;
+    for (t, p, name) in [
+        (Transport::Framed, Protocol::Binary, "thrift_framed_binary"),
+        (Transport::Framed, Protocol::Compact, "thrift_framed_compact"),
+        (Transport::Unframed, Protocol::Binary, "thrift_unframed_binary"),
+        (Transport::Unframed, Protocol::Compact, "thrift_unframed_compact"),
+        (Transport::Header, Protocol::Binary, "thrift_header_binary"),
+        (Transport::Header, Protocol::Compact, "thrift_header_compact"),
+    ] {
+        let frame = metaprotocol_benches::thrift_typical_call(t, p).expect("frame builds");
+        bench_codec(c, name, metaprotocol_thrift::ThriftCodec::default(), frame);
+    }
 }
 
 criterion_group!(benches, codecs);

@@ -88,3 +88,116 @@ pub fn dubbo_typical_request() -> Result<Bytes, metaprotocol_dubbo::hessian::Hes
     frame.put_slice(&b);
     Ok(frame.freeze())
 }
+
+/// A typical Thrift call in `transport` and `protocol`: `Greeter:sayHello` whose args struct
+/// holds a 1 KiB string, a nested struct with a list, and a map; THeader frames carry four info
+/// headers.
+pub fn thrift_typical_call(
+    transport: metaprotocol_thrift::transport::Transport,
+    protocol: metaprotocol_thrift::protocol::Protocol,
+) -> Result<Bytes, metaprotocol_core::CodecError> {
+    use metaprotocol_thrift::protocol::{put_header, put_varint, zigzag32, Protocol};
+    use metaprotocol_thrift::transport::{put_header_prefix, Transport};
+    let mut body = BytesMut::new();
+    let text = "x".repeat(1024);
+    let string = |b: &mut BytesMut, s: &[u8]| match protocol {
+        Protocol::Binary => {
+            b.put_u32(s.len() as u32);
+            b.put_slice(s);
+        }
+        Protocol::Compact => {
+            put_varint(b, s.len() as u64);
+            b.put_slice(s);
+        }
+    };
+    match protocol {
+        Protocol::Binary => {
+            body.put_u8(11);
+            body.put_i16(1);
+            string(&mut body, text.as_bytes());
+            body.put_u8(12);
+            body.put_i16(2);
+            body.put_u8(15);
+            body.put_i16(1);
+            body.put_u8(10);
+            body.put_u32(16);
+            for i in 0..16i64 {
+                body.put_i64(i);
+            }
+            body.put_u8(0);
+            body.put_u8(13);
+            body.put_i16(3);
+            body.put_u8(11);
+            body.put_u8(8);
+            body.put_u32(4);
+            for (k, v) in [("a", 1), ("b", 2), ("c", 3), ("d", 4)] {
+                string(&mut body, k.as_bytes());
+                body.put_i32(v);
+            }
+            body.put_u8(0);
+        }
+        Protocol::Compact => {
+            body.put_u8(0x18);
+            string(&mut body, text.as_bytes());
+            body.put_u8(0x1c);
+            body.put_u8(0x19);
+            body.put_u8(0xf6);
+            put_varint(&mut body, 16);
+            for i in 0..16i32 {
+                put_varint(&mut body, zigzag32(i));
+            }
+            body.put_u8(0);
+            body.put_u8(0x1b);
+            put_varint(&mut body, 4);
+            body.put_u8(0x85);
+            for (k, v) in [("a", 1), ("b", 2), ("c", 3), ("d", 4)] {
+                string(&mut body, k.as_bytes());
+                put_varint(&mut body, zigzag32(v));
+            }
+            body.put_u8(0);
+        }
+    }
+    let mut payload = BytesMut::new();
+    put_header(&mut payload, protocol, 1, b"Greeter:sayHello", 7);
+    payload.put_slice(&body);
+    let mut out = BytesMut::new();
+    match transport {
+        Transport::Framed => out.put_u32(payload.len() as u32),
+        Transport::Unframed => {}
+        Transport::Header => {
+            let info: metaprotocol_core::KeyValues =
+                [("x-tag", "blue"), ("batchjob", "false"), ("tenant", "acme"), ("trace", "4bf92f3577b34da6")]
+                    .iter()
+                    .map(|(k, v)| (Bytes::from_static(k.as_bytes()), Bytes::from_static(v.as_bytes())))
+                    .collect();
+            put_header_prefix(&mut out, 0, 7, protocol, &info, payload.len())?;
+        }
+    }
+    out.put_slice(&payload);
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use metaprotocol_core::{Codec, MessageType};
+
+    #[test]
+    fn benchmark_inputs_decode_as_intended() {
+        assert!(super::hundred_routes().is_ok());
+        let frame = super::dubbo_typical_request().unwrap();
+        let m = metaprotocol_dubbo::DubboCodec::default().decode(&mut BytesMut::from(&frame[..])).unwrap().unwrap();
+        assert_eq!(m.metadata.kvs.iter().count(), 11);
+        use metaprotocol_thrift::{protocol::Protocol, transport::Transport};
+        for t in [Transport::Framed, Transport::Unframed, Transport::Header] {
+            for p in [Protocol::Binary, Protocol::Compact] {
+                let frame = super::thrift_typical_call(t, p).unwrap();
+                let mut buf = BytesMut::from(&frame[..]);
+                let m = metaprotocol_thrift::ThriftCodec::default().decode(&mut buf).unwrap().unwrap();
+                assert!(buf.is_empty(), "{t:?} {p:?}");
+                assert_eq!(m.metadata.message_type, MessageType::Request);
+                assert_eq!(m.metadata.operation().to_string(), "Greeter/sayHello");
+            }
+        }
+    }
+}

@@ -4,23 +4,23 @@
 # needs nightly compiler flags, which RUSTC_BOOTSTRAP=1 enables on the stable toolchain.
 #   codecs/dubbo/fuzz/run.sh [SECONDS]
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
+crate="$(cd "$(dirname "$0")/.." && pwd)"
 seconds="${1:-300}"
-cd "$here"
-mkdir -p corpus/hessian_skip corpus/dubbo_frame
-cp ../fixtures/hessian/java/*.bin corpus/hessian_skip/
-for f in ../fixtures/hessian/js/*.bin; do cp "$f" "corpus/hessian_skip/js-$(basename "$f")"; done
+cd "$crate"
+mkdir -p fuzz/corpus/hessian_skip fuzz/corpus/dubbo_frame
+cp fixtures/hessian/java/*.bin fuzz/corpus/hessian_skip/
+for f in fixtures/hessian/js/*.bin; do cp "$f" "fuzz/corpus/hessian_skip/js-$(basename "$f")"; done
 python3 - <<'PY'
 import json
-m = json.load(open('../fixtures/peers/captures.json'))
+m = json.load(open('fixtures/peers/captures.json'))
 for x in m['messages']:
-    data = open('../fixtures/peers/' + x['file'], 'rb').read()
+    data = open('fixtures/peers/' + x['file'], 'rb').read()
     frame = data[x['offset']:x['offset'] + x['length']]
     # The first byte tells the target where to split the input into two reads.
-    open(f"corpus/dubbo_frame/{x['file']}.{x['index']}", 'wb').write(bytes([len(frame) // 2 % 256]) + frame)
+    open(f"fuzz/corpus/dubbo_frame/{x['file']}.{x['index']}", 'wb').write(bytes([len(frame) // 2 % 256]) + frame)
 PY
 for target in hessian_skip dubbo_frame; do
-  RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -max_len=100000 2>&1 \
+  RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "fuzz/corpus/$target" -- -max_total_time="$seconds" -max_len=100000 2>&1 \
     | tee "/tmp/fuzz-$target.log" | grep -E "^(#[0-9]+\s+DONE|Done|==|SUMMARY)|ERROR|panicked" || true
   grep -E "^Done [0-9]+ runs" "/tmp/fuzz-$target.log" || { echo "fuzz $target: no clean finish, see /tmp/fuzz-$target.log"; exit 1; }
 done

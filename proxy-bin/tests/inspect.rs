@@ -112,3 +112,20 @@ fn inspects_real_dubbo_captures() {
     assert!(lines.iter().any(|l| l["message_type"] == "heartbeat"));
     assert!(lines.iter().any(|l| l["message_type"] == "error" && l["kvs"]["status"] == "60"));
 }
+
+#[test]
+fn inspects_thrift_captures_in_every_transport() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../codecs/thrift/fixtures/captures");
+    for name in ["framed-binary", "buffered-compact", "header-compact"] {
+        let file = dir.join(format!("{name}.requests.bin"));
+        let out = metaproxy(&["inspect", "--protocol", "thrift", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<serde_json::Value> =
+            String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines[0]["kvs"]["method"], "sayHello", "{name}");
+        assert!(lines.iter().any(|l| l["message_type"] == "oneway"), "{name}");
+        if name.starts_with("header") {
+            assert!(lines.iter().any(|l| l["kvs"]["x-tag"] == "blue"), "{name}");
+        }
+    }
+}

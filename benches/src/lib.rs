@@ -3,6 +3,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod load;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use metaprotocol_core::route::RouteSpec;
 use metaprotocol_core::{MessageType, Metadata, RouteTable};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use metaprotocol_core::{Codec, LocalReply, Message, MessageType, Mutation, ReplyKind, RequestContext, WireBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -61,6 +62,17 @@ pub async fn serve(
             Some(finished) = inflight.next() => {
                 if write_result(&listener, &mut *codec, finished, &mut out) {
                     reading = false;
+                }
+                // Every other answer already complete goes into the same write.
+                while out.len() < MAX_BUFFERED {
+                    match inflight.next().now_or_never() {
+                        Some(Some(finished)) => {
+                            if write_result(&listener, &mut *codec, finished, &mut out) {
+                                reading = false;
+                            }
+                        }
+                        _ => break,
+                    }
                 }
             }
             written = wr.write_buf(&mut out), if !out.is_empty() => {

@@ -58,31 +58,16 @@ async fn run(stream: TcpStream, mut codec: Box<dyn Codec>, mut rx: mpsc::Receive
     let result = loop {
         tokio::select! {
             request = rx.recv(), if out.len() < MAX_BUFFERED => {
-                let Some(Outbound { mut message, mutation, reply }) = request else { break Ok(()) };
-                // A fresh id, unique among the requests in flight on this connection.
-                loop {
-                    next_id = if next_id >= limit { 1 } else { next_id + 1 };
-                    if !pending.contains_key(&next_id) {
-                        break;
+                let Some(first) = request else { break Ok(()) };
+                // Take every request already queued before writing: one write for the batch.
+                let mut next = Some(first);
+                let mut taken = 0;
+                while let Some(outbound) = next.take() {
+                    enqueue(&mut *codec, outbound, &mut pending, &mut out, &mut next_id, limit);
+                    taken += 1;
+                    if taken < BATCH && out.len() < MAX_BUFFERED {
+                        next = rx.try_recv().ok();
                     }
-                }
-                let original_id = match codec.rewrite_request_id(&mut message, next_id) {
-                    Ok(id) => id,
-                    Err(e) => {
-                        if let Some(r) = reply { let _ = r.send(Err(UpstreamError::Encode(e.to_string()))); }
-                        continue;
-                    }
-                };
-                if let Err(e) = codec.encode(&message, &mutation, &mut out) {
-                    if let Some(r) = reply { let _ = r.send(Err(UpstreamError::Encode(e.to_string()))); }
-                    continue;
-                }
-                if let Some(reply) = reply {
-                    if pending.len() >= 4096 {
-                        // Requests whose callers gave up (timeouts) leave entries behind; sweep them.
-                        pending.retain(|_, p| !p.reply.is_closed());
-                    }
-                    pending.insert(next_id, Pending { reply, original_id });
                 }
             }
             read = rd.read_buf(&mut inbuf) => {
@@ -113,6 +98,50 @@ async fn run(stream: TcpStream, mut codec: Box<dyn Codec>, mut rx: mpsc::Receive
         }
     }
     result
+}
+
+/// Requests taken from the queue before a write.
+const BATCH: usize = 256;
+
+/// Gives a request a fresh id, encodes it into `out`, and remembers who waits for its answer.
+fn enqueue(
+    codec: &mut dyn Codec,
+    outbound: Outbound,
+    pending: &mut HashMap<u64, Pending>,
+    out: &mut WireBuf,
+    next_id: &mut u64,
+    limit: u64,
+) {
+    let Outbound { mut message, mutation, reply } = outbound;
+    // A fresh id, unique among the requests in flight on this connection.
+    loop {
+        *next_id = if *next_id >= limit { 1 } else { *next_id + 1 };
+        if !pending.contains_key(next_id) {
+            break;
+        }
+    }
+    let original_id = match codec.rewrite_request_id(&mut message, *next_id) {
+        Ok(id) => id,
+        Err(e) => {
+            if let Some(r) = reply {
+                let _ = r.send(Err(UpstreamError::Encode(e.to_string())));
+            }
+            return;
+        }
+    };
+    if let Err(e) = codec.encode(&message, &mutation, out) {
+        if let Some(r) = reply {
+            let _ = r.send(Err(UpstreamError::Encode(e.to_string())));
+        }
+        return;
+    }
+    if let Some(reply) = reply {
+        if pending.len() >= 4096 {
+            // Requests whose callers gave up (timeouts) leave entries behind; sweep them.
+            pending.retain(|_, p| !p.reply.is_closed());
+        }
+        pending.insert(*next_id, Pending { reply, original_id });
+    }
 }
 
 fn drain_responses(

@@ -40,7 +40,11 @@ pub async fn serve(
         if (!reading || draining) && inflight.is_empty() && out.is_empty() {
             break;
         }
+        // Biased, write last: reads and completed requests are taken first, so each write carries
+        // everything that is ready (fewer, larger writes; most of the proxy's CPU is in them).
         tokio::select! {
+            biased;
+            _ = shutdown.changed(), if !draining => draining = true,
             read = rd.read_buf(&mut inbuf), if reading && !draining && inflight.len() < max_inflight && out.len() < MAX_BUFFERED => {
                 match read {
                     Ok(0) | Err(_) => reading = false,
@@ -80,7 +84,6 @@ pub async fn serve(
                     break;
                 }
             }
-            _ = shutdown.changed(), if !draining => draining = true,
         }
     }
     let _ = wr.shutdown().await;

@@ -56,7 +56,10 @@ async fn run(stream: TcpStream, mut codec: Box<dyn Codec>, mut rx: mpsc::Receive
     let mut next_id: u64 = 0;
     let limit = codec.request_id_limit();
     let result = loop {
+        // Biased, write last: queued requests and arrived responses are taken first, so each
+        // write carries everything that is ready.
         tokio::select! {
+            biased;
             request = rx.recv(), if out.len() < MAX_BUFFERED => {
                 let Some(first) = request else { break Ok(()) };
                 // Take every request already queued before writing: one write for the batch.

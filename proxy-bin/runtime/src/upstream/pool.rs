@@ -65,16 +65,26 @@ impl Pool {
             .count()
     }
 
+    /// A live connection of the next slot, or `None` when it must be opened first.
+    fn live(&self, slot: &Slot) -> Option<Handle> {
+        slot.live.read().ok().and_then(|l| l.clone()).filter(|h| !h.tx.is_closed())
+    }
+
     async fn handle(&self) -> Result<Handle, UpstreamError> {
         let slot =
             self.slots.get(self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()).ok_or(UpstreamError::Reset)?;
-        let current = || slot.live.read().ok().and_then(|l| l.clone()).filter(|h| !h.tx.is_closed());
-        if let Some(h) = current() {
-            return Ok(h);
+        match self.live(slot) {
+            Some(h) => Ok(h),
+            // The connect path is boxed: it is rare, and inlined it would make every request's
+            // future (moved into its task) several times larger.
+            None => Box::pin(self.open(slot)).await,
         }
+    }
+
+    async fn open(&self, slot: &Slot) -> Result<Handle, UpstreamError> {
         let _pending = self.breaker.pending().ok_or(UpstreamError::Overflow("max_pending"))?;
         let _connecting = slot.connecting.lock().await;
-        if let Some(h) = current() {
+        if let Some(h) = self.live(slot) {
             return Ok(h);
         }
         let guard = self.breaker.connection().ok_or(UpstreamError::Overflow("max_connections"))?;

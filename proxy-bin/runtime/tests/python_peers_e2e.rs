@@ -7,68 +7,40 @@
 // Tests panic on purpose when an expectation fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use common::peers::{run_json, PeerServer};
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> PathBuf {
-    let p = root().join("target/peers/venv/bin/python");
-    assert!(p.exists(), "Python peers missing: run codecs/dubbo/fixtures/peers/install.sh (scripts/test.sh does)");
-    p
-}
-
-/// A `dubbo-py` provider process, killed on drop.
-struct PyProvider {
-    child: Child,
-    port: u16,
-}
-
-impl PyProvider {
-    fn start(name: &str) -> PyProvider {
-        let mut child = Command::new(python())
-            .arg(root().join("codecs/dubbo/fixtures/peers/provider.py"))
-            .args(["--port", "0", "--name", name])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start provider.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port =
-            line.trim().strip_prefix("LISTENING ").unwrap_or_else(|| panic!("provider said {line:?}")).parse().unwrap();
-        PyProvider { child, port }
-    }
-}
-
-impl Drop for PyProvider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn provider(name: &str) -> PeerServer {
+    PeerServer::start("codecs/dubbo/fixtures/peers/provider.py", &["--port", "0", "--name", name])
 }
 
 fn call(port: u16, interface: &str, method: &str) -> Value {
-    let out = Command::new(python())
-        .arg(root().join("codecs/dubbo/fixtures/peers/client_call.py"))
-        .args(["--client", "python3-dubbo", "--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--interface", interface, "--method", method, "--arg", "metaproxy", "--timeout", "10"])
-        .output()
-        .expect("run client_call.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {stdout} {}", String::from_utf8_lossy(&out.stderr)))
+    let args = [
+        "--client",
+        "python3-dubbo",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--interface",
+        interface,
+        "--method",
+        method,
+        "--arg",
+        "metaproxy",
+        "--timeout",
+        "10",
+    ];
+    run_json("codecs/dubbo/fixtures/peers/client_call.py", &args.map(String::from))
 }
 
 const INTERFACE: &str = "org.apache.dubbo.demo.DemoService";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python3_dubbo_through_metaproxy_to_two_dubbo_py_providers() {
-    let (a, b) = (PyProvider::start("A"), PyProvider::start("B"));
+    let (a, b) = (provider("A"), provider("B"));
     let yaml = format!(
         r#"
 listeners:

@@ -9,79 +9,37 @@
 // Tests panic on purpose when an expectation fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use common::peers::{run_json, PeerServer};
 use serde_json::{json, Value};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> PathBuf {
-    let p = root().join("target/peers/venv/bin/python");
-    assert!(p.exists(), "Python peers missing: run codecs/thrift/fixtures/install.sh (scripts/test.sh does)");
-    p
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(transport: &str, protocol: &str, name: &str) -> Server {
-        let mut child = Command::new(python())
-            .arg(root().join("codecs/thrift/fixtures/server.py"))
-            .args(["--transport", transport, "--protocol", protocol, "--port", "0", "--name", name])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port =
-            line.trim().strip_prefix("LISTENING ").unwrap_or_else(|| panic!("server said {line:?}")).parse().unwrap();
-        Server { child, port }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn server(transport: &str, protocol: &str, name: &str) -> PeerServer {
+    PeerServer::start(
+        "codecs/thrift/fixtures/server.py",
+        &["--transport", transport, "--protocol", protocol, "--port", "0", "--name", name],
+    )
 }
 
 fn call(transport: &str, protocol: &str, port: u16, method: &str, args: &[&str], headers: &[&str]) -> Value {
-    let mut cmd = Command::new(python());
-    cmd.arg(root().join("codecs/thrift/fixtures/client_call.py")).args([
-        "--transport",
-        transport,
-        "--protocol",
-        protocol,
-        "--port",
-        &port.to_string(),
-        "--method",
-        method,
-    ]);
-    for a in args {
-        cmd.args(["--arg", a]);
+    let mut a: Vec<String> =
+        ["--transport", transport, "--protocol", protocol, "--port", &port.to_string(), "--method", method]
+            .map(String::from)
+            .to_vec();
+    for x in args {
+        a.extend(["--arg".to_string(), x.to_string()]);
     }
     for h in headers {
-        cmd.args(["--header", h]);
+        a.extend(["--header".to_string(), h.to_string()]);
     }
-    let out = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {stdout} {}", String::from_utf8_lossy(&out.stderr)))
+    run_json("codecs/thrift/fixtures/client_call.py", &a)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_thrift_through_metaproxy_in_every_transport_and_protocol() {
     for transport in ["framed", "buffered", "header"] {
         for protocol in ["binary", "compact"] {
-            let (a, b) = (Server::start(transport, protocol, "A"), Server::start(transport, protocol, "B"));
+            let (a, b) = (server(transport, protocol, "A"), server(transport, protocol, "B"));
             let yaml = format!(
                 r#"
 listeners:

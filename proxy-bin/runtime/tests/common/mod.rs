@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+pub mod peers;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -125,7 +125,8 @@ pub fn request(frame: &Bytes, header: &Header, max_depth: usize) -> Result<(Meta
     for _ in 0..params {
         r.skip_value()?;
     }
-    let mut kvs = KeyValues::with_capacity(8);
+    // Five fields from the body plus a typical attachment map, in one allocation.
+    let mut kvs = KeyValues::with_capacity(16);
     kvs.push(Bytes::from_static(b"interface"), path.clone());
     kvs.push(Bytes::from_static(b"method"), method.clone());
     kvs.push(Bytes::from_static(b"version"), version);

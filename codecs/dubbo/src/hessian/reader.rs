@@ -30,13 +30,43 @@ pub struct Reader<'a> {
     pub(crate) max_depth: usize,
     /// Field counts of the class definitions seen so far: a Hessian stream numbers them in order
     /// and objects refer to them by index, so the table lives as long as the stream.
-    pub(crate) classes: Vec<u32>,
+    pub(crate) classes: ClassTable,
+}
+
+/// Field counts of class definitions: the first few inline (no allocation for a typical body),
+/// the rest in a vector.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ClassTable {
+    inline: [u32; 8],
+    len: usize,
+    spill: Vec<u32>,
+}
+
+impl ClassTable {
+    pub(crate) fn push(&mut self, fields: u32) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => *slot = fields,
+            None => self.spill.push(fields),
+        }
+        self.len += 1;
+    }
+
+    pub(crate) fn get(&self, index: usize) -> Option<&u32> {
+        if index >= self.len {
+            return None;
+        }
+        self.inline.get(index).or_else(|| self.spill.get(index - self.inline.len()))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
 }
 
 impl<'a> Reader<'a> {
     /// A reader at the start of `data`, which begins at frame position `base`.
     pub fn new(data: &'a [u8], base: usize) -> Self {
-        Reader { data, pos: 0, base, max_depth: DEFAULT_MAX_DEPTH, classes: Vec::new() }
+        Reader { data, pos: 0, base, max_depth: DEFAULT_MAX_DEPTH, classes: ClassTable::default() }
     }
 
     /// Sets the nesting limit.

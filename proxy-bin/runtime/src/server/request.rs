@@ -168,9 +168,7 @@ async fn run(
         Err(LocalReply::new(last.reply_kind(), last.to_string()))
     };
     let timeout = route.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    // Boxed: the call's state (retries, pool send, timers) is most of a request future's size,
-    // and the request future is moved into its task; a box keeps that move small.
-    match tokio::time::timeout(timeout, Box::pin(call)).await {
+    match tokio::time::timeout(timeout, call).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(reply)) => Outcome::Local(reply),
         Err(_) => Outcome::Local(LocalReply::new(ReplyKind::Timeout, format!("no response within {timeout:?}"))),

@@ -293,3 +293,21 @@ async fn a_malformed_request_gets_a_bad_request_reply_then_the_connection_closes
     assert_eq!(status(&call(&c, "sayHello", &[]).await), "20");
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_breaker_refuses_a_connection_over_the_limit() {
+    let (p1, p2) = (provider("p1", Behavior::default()).await, provider("p2", Behavior::default()).await);
+    // Round robin over two endpoints with room for one upstream connection in the whole cluster.
+    let cluster = "    lb: round_robin\n    connections_per_endpoint: 1\n    circuit_breakers: { max_connections: 1 }\n    endpoints: [{ address: \"{p1}\" }, { address: \"{p2}\" }]";
+    let running = proxy(&single("", cluster), &[&p1, &p2]).await;
+    let c = client(&running).await;
+    let first = call(&c, "sayHello", &[]).await;
+    let second = call(&c, "sayHello", &[]).await;
+    assert_eq!(status(&first), "20");
+    assert_eq!(status(&second), "100", "{second:?}");
+    assert!(second.metadata.kvs.get_str("error_message").unwrap().contains("max_connections"));
+    // The open connection keeps serving its endpoint.
+    assert_eq!(status(&call(&c, "sayHello", &[]).await), "20");
+    assert_eq!(p1.stats.total() + p2.stats.total(), 2);
+    running.shutdown().await;
+}

@@ -46,6 +46,18 @@ pub struct ThriftCodec {
     scan: Option<Skipper>,
 }
 
+/// A whole frame and what its transport said about it.
+struct Framed {
+    frame: Bytes,
+    /// Where the message starts.
+    msg_at: usize,
+    protocol: Protocol,
+    /// THeader flags (0 for other transports).
+    flags: u16,
+    /// THeader info headers (empty for other transports).
+    headers: KeyValues,
+}
+
 fn transport_code(t: Transport) -> u32 {
     match t {
         Transport::Framed => 0,
@@ -89,11 +101,7 @@ impl ThriftCodec {
     }
 
     /// A whole frame for `transport` at the front of `src`, or `Ok(None)`.
-    fn frame(
-        &mut self,
-        transport: Transport,
-        src: &mut BytesMut,
-    ) -> Result<Option<(Bytes, usize, Protocol, u16)>, CodecError> {
+    fn frame(&mut self, transport: Transport, src: &mut BytesMut) -> Result<Option<Framed>, CodecError> {
         match transport {
             Transport::Framed | Transport::Header => {
                 let Some(len) = src.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) else { return Ok(None) };
@@ -106,12 +114,17 @@ impl ThriftCodec {
                 let frame = src.split_to(total).freeze();
                 if transport == Transport::Framed {
                     let p = self.payload_protocol(frame.get(4).copied())?;
-                    Ok(Some((frame, 4, p, 0)))
+                    Ok(Some(Framed { frame, msg_at: 4, protocol: p, flags: 0, headers: KeyValues::new() }))
                 } else {
                     let h = transport::read_header_block(&frame)?;
                     self.header_flags = h.flags;
-                    let at = h.payload_at;
-                    Ok(Some((frame, at, h.protocol, h.flags)))
+                    Ok(Some(Framed {
+                        frame,
+                        msg_at: h.payload_at,
+                        protocol: h.protocol,
+                        flags: h.flags,
+                        headers: h.info,
+                    }))
                 }
             }
             Transport::Unframed => {
@@ -128,7 +141,8 @@ impl ThriftCodec {
                     Some(end) => {
                         self.scan = None;
                         check_frame_size(end as u64, self.options.max_frame_size)?;
-                        Ok(Some((src.split_to(end).freeze(), 0, p, 0)))
+                        let frame = src.split_to(end).freeze();
+                        Ok(Some(Framed { frame, msg_at: 0, protocol: p, flags: 0, headers: KeyValues::new() }))
                     }
                     None => self.too_big(src).map(|_| None),
                 }
@@ -206,7 +220,9 @@ impl Codec for ThriftCodec {
                 None => return Ok(None),
             },
         };
-        let Some((frame, msg_at, protocol, flags)) = self.frame(transport, src)? else { return Ok(None) };
+        let Some(Framed { frame, msg_at, protocol, flags, headers }) = self.frame(transport, src)? else {
+            return Ok(None);
+        };
         if self.protocol.is_none() && transport != Transport::Header {
             self.protocol = Some(protocol);
         }
@@ -218,8 +234,8 @@ impl Codec for ThriftCodec {
             Some(i) => (Some(name.slice(..i)), name.slice(i + 1..)),
             None => (None, name.clone()),
         };
-        let mut kvs =
-            if transport == Transport::Header { transport::read_header_block(&frame)?.info } else { KeyValues::new() };
+        // THeader info headers were read with the frame; the method and service follow them.
+        let mut kvs = headers;
         kvs.push(Bytes::from_static(b"method"), method.clone());
         if let Some(s) = &service {
             kvs.push(Bytes::from_static(b"service"), s.clone());

@@ -216,40 +216,28 @@ pub fn first_field_id(protocol: Protocol, body: &[u8]) -> Result<Option<i16>, Co
 /// The length of the message header at the start of `buf`, or `None` while it is incomplete
 /// (unframed transport has no length to wait for). Does not validate; [`read_header`] does.
 pub fn header_len(protocol: Protocol, buf: &[u8], lax: bool) -> Option<usize> {
-    let u32_at = |at: usize| buf.get(at..at + 4).and_then(|s| s.try_into().ok()).map(u32::from_be_bytes);
+    // Every read error here means "not enough bytes yet": nothing is validated.
+    let mut r = ByteReader::new(buf);
     match protocol {
         Protocol::Binary => {
-            let word = u32_at(0)?;
-            let total = if word & 0x8000_0000 != 0 || !lax {
-                8usize.checked_add(u32_at(4)? as usize)?.checked_add(4)?
+            let word = r.u32_be("").ok()?;
+            if word & 0x8000_0000 != 0 || !lax {
+                let len = r.u32_be("").ok()? as usize;
+                r.skip(len, "").ok()?;
+                r.skip(4, "").ok()?;
             } else {
-                4usize.checked_add(word as usize)?.checked_add(5)?
-            };
-            (buf.len() >= total).then_some(total)
+                r.skip(word as usize, "").ok()?;
+                r.skip(5, "").ok()?;
+            }
         }
         Protocol::Compact => {
-            let mut pos = 2;
-            if buf.len() < pos {
-                return None;
-            }
-            let varint = |pos: &mut usize| -> Option<u64> {
-                let mut v = 0u64;
-                for i in 0..10 {
-                    let b = *buf.get(*pos)?;
-                    *pos += 1;
-                    v |= u64::from(b & 0x7f) << (7 * i);
-                    if b & 0x80 == 0 {
-                        return Some(v);
-                    }
-                }
-                Some(u64::MAX)
-            };
-            varint(&mut pos)?;
-            let len = usize::try_from(varint(&mut pos)?).ok()?;
-            let total = pos.checked_add(len)?;
-            (buf.len() >= total).then_some(total)
+            r.skip(2, "").ok()?;
+            read_varint(&mut r, "").ok()?;
+            let len = usize::try_from(read_varint(&mut r, "").ok()?).ok()?;
+            r.skip(len, "").ok()?;
         }
     }
+    Some(r.position())
 }
 
 #[cfg(test)]

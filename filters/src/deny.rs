@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use metaprotocol_core::route::{Matcher, MatcherSpec};
 use metaprotocol_core::{
-    parse_config, ConfigError, ConfigValue, Filter, FilterAction, FilterFactory, FilterFuture, LocalReply, ReplyKind,
+    parse_config, ConfigError, ConfigValue, Filter, FilterAction, FilterFactory, FilterResult, LocalReply, ReplyKind,
     RequestContext,
 };
 use serde::Deserialize;
@@ -77,10 +77,10 @@ impl Filter for Deny {
         "deny"
     }
 
-    fn on_request<'a>(&'a self, ctx: &'a mut RequestContext) -> FilterFuture<'a> {
+    fn on_request(&self, ctx: &mut RequestContext) -> FilterResult {
         let hit = self.rules.iter().position(|rule| rule.iter().all(|m| m.matches(&ctx.request)));
         match hit {
-            None => FilterFuture::proceed(),
+            None => FilterResult::proceed(),
             Some(i) => {
                 let message = self.message.clone().unwrap_or_else(|| format!("denied by rule {i}"));
                 FilterAction::Reply(LocalReply::new(ReplyKind::Denied, message)).into()
@@ -113,7 +113,7 @@ mod tests {
     fn ctx(pairs: &[(&'static str, &'static str)]) -> RequestContext {
         let mut m = Metadata::new(MessageType::Request, 1);
         for (k, v) in pairs {
-            m.kvs.push(Bytes::from_static(k.as_bytes()), Bytes::from_static(v.as_bytes()));
+            m.kvs.push_bytes(Bytes::from_static(k.as_bytes()), Bytes::from_static(v.as_bytes()));
         }
         RequestContext::new(m)
     }

@@ -8,18 +8,18 @@
 //! * [`deny`]: refuses requests whose metadata matches a rule (the route matchers' syntax), with a
 //!   protocol-native denial.
 //!
-//! [`register_builtin_filters`] registers them all.
+//! [`builtin_filters`] lists them all, for a registry to register.
 
 #![forbid(unsafe_code)]
 
 pub mod deny;
 pub mod local_ratelimit;
 
-use metaprotocol_core::{ConfigError, Registry};
+use std::sync::Arc;
 
-/// Registers every built-in filter in `registry`.
-pub fn register_builtin_filters(registry: &mut Registry) -> Result<(), ConfigError> {
-    registry.register_filter(deny::DenyFactory)?;
-    registry.register_filter(local_ratelimit::LocalRateLimitFactory)?;
-    Ok(())
+use metaprotocol_core::FilterFactory;
+
+/// Every built-in filter's factory.
+pub fn builtin_filters() -> Vec<Arc<dyn FilterFactory>> {
+    vec![Arc::new(deny::DenyFactory), Arc::new(local_ratelimit::LocalRateLimitFactory)]
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metaprotocol_core::{
-    parse_config, ConfigError, ConfigValue, Filter, FilterAction, FilterFactory, FilterFuture, LocalReply, ReplyKind,
+    parse_config, ConfigError, ConfigValue, Filter, FilterAction, FilterFactory, FilterResult, LocalReply, ReplyKind,
     RequestContext,
 };
 use serde::Deserialize;
@@ -128,9 +128,9 @@ impl Filter for LocalRateLimit {
         "local_ratelimit"
     }
 
-    fn on_request<'a>(&'a self, _ctx: &'a mut RequestContext) -> FilterFuture<'a> {
+    fn on_request(&self, _ctx: &mut RequestContext) -> FilterResult {
         if self.bucket.try_acquire() {
-            FilterFuture::proceed()
+            FilterResult::proceed()
         } else {
             FilterAction::Reply(LocalReply::new(ReplyKind::OverLimit, "local rate limit exceeded")).into()
         }

@@ -7,9 +7,13 @@ use bytes::BytesMut;
 
 use crate::error::CodecError;
 use crate::message::Message;
-use crate::metadata::Metadata;
 use crate::mutation::Mutation;
 use crate::wire::WireBuf;
+
+/// The largest frame any codec may accept: layouts keep offsets as `u32`, so a codec's
+/// [`max_frame_size`](Codec::max_frame_size) must not exceed this (factories refuse larger
+/// options at configuration time).
+pub const FRAME_SIZE_LIMIT: usize = u32::MAX as usize;
 
 /// Why the proxy answers a request itself instead of forwarding it.
 ///
@@ -32,7 +36,9 @@ pub enum ReplyKind {
     BadRequest,
     /// A filter refused the request (access control).
     Denied,
-    /// Anything else that went wrong inside the proxy, or with the upstream connection.
+    /// The upstream connection closed (or failed) with the request in flight.
+    UpstreamReset,
+    /// Anything else that went wrong inside the proxy.
     InternalError,
 }
 
@@ -47,12 +53,13 @@ impl ReplyKind {
             ReplyKind::OverLimit => "over_limit",
             ReplyKind::BadRequest => "bad_request",
             ReplyKind::Denied => "denied",
+            ReplyKind::UpstreamReset => "upstream_reset",
             ReplyKind::InternalError => "internal_error",
         }
     }
 
     /// Every kind, for tests that want to try them all.
-    pub const ALL: [ReplyKind; 8] = [
+    pub const ALL: [ReplyKind; 9] = [
         ReplyKind::RouteNotFound,
         ReplyKind::ClusterNotFound,
         ReplyKind::NoHealthyUpstream,
@@ -60,6 +67,7 @@ impl ReplyKind {
         ReplyKind::OverLimit,
         ReplyKind::BadRequest,
         ReplyKind::Denied,
+        ReplyKind::UpstreamReset,
         ReplyKind::InternalError,
     ];
 }
@@ -89,8 +97,17 @@ impl LocalReply {
 /// A protocol plugin's wire logic for one connection.
 ///
 /// One codec instance serves one connection and may keep state there (a detected protocol
-/// variant, a scratch buffer). It decodes both directions: requests on a downstream connection,
-/// responses on an upstream one.
+/// variant, a scratch buffer). The proxy configures one codec per listener through its
+/// [`CodecFactory`](crate::CodecFactory) and clones it for every connection, downstream and
+/// upstream, so cloning should be cheap (share large read-only options behind an `Arc`).
+///
+/// # Layout
+///
+/// [`Layout`](Codec::Layout) is the codec's own per-message type: where in the frame the parts it
+/// may re-encode lie (an attachment map, a header block, the request id), and which wire variant
+/// the message uses (a Thrift transport and protocol, a Dubbo serialization). Decode fills it in,
+/// encode and the reply builders read it; nothing else looks inside. Keep it small and `Copy`-like:
+/// it travels with every message.
 ///
 /// # Decoding
 ///
@@ -106,7 +123,10 @@ impl LocalReply {
 ///   go. Never consume a partial frame.
 /// * `Err(_)`: the stream is corrupt and the connection will be closed. A frame that declares a
 ///   length over [`max_frame_size`](Codec::max_frame_size) must be refused here as soon as the
-///   length is read, before its body is buffered.
+///   length is read, before its body is buffered. When a request's frame was cut from the stream
+///   and its header read but its body does not parse, return
+///   [`CodecError::BadRequest`] carrying the frame, so that
+///   [`malformed_reply`](Codec::malformed_reply) can answer it.
 ///
 /// Decoding must not panic on any input: use checked arithmetic for lengths and a nesting limit
 /// for recursive structures ([`ByteReader`](crate::ByteReader) helps).
@@ -119,24 +139,39 @@ impl LocalReply {
 /// fields that cover it) and pushes slices of the frame for the rest. Keys the protocol cannot carry
 /// are ignored (and should be logged at debug level).
 ///
+/// Encoding and the reply builders may rely only on the message's frame, layout, message type and
+/// request id: the proxy moves the key/values out of a request
+/// ([`Message::take_metadata`]) before forwarding it.
+///
 /// # Request ids
 ///
 /// To multiplex many downstream requests over one upstream connection the proxy gives each a new
 /// id with [`rewrite_request_id`](Codec::rewrite_request_id) before encoding it, and writes the
 /// original back into the response the same way.
 ///
-/// Encoding may rely only on the message's frame, layout, message type and request id: the proxy
-/// moves the key/values out of a request into its context before forwarding it.
+/// # Replies
+///
+/// [`local_reply`](Codec::local_reply) and [`heartbeat_reply`](Codec::heartbeat_reply) build the
+/// answer directly, as a message in the request's own wire variant (read from its layout), with
+/// the request's id.
 ///
 /// The crate's `testkit` feature checks all of the above against sample frames.
-pub trait Codec: Send + 'static {
+pub trait Codec: Clone + Send + 'static {
+    /// The codec's per-message layout; see the trait docs.
+    type Layout: Clone + fmt::Debug + PartialEq + Send + Sync + 'static;
+
     /// Decodes one message from the front of `src`; see the trait docs for the contract.
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, CodecError>;
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message<Self::Layout>>, CodecError>;
 
     /// Appends `message` to `dst`, applying `mutation` and the message's current request id.
-    fn encode(&mut self, message: &Message, mutation: &Mutation, dst: &mut WireBuf) -> Result<(), CodecError>;
+    fn encode(
+        &mut self,
+        message: &Message<Self::Layout>,
+        mutation: &Mutation,
+        dst: &mut WireBuf,
+    ) -> Result<(), CodecError>;
 
-    /// The largest frame this codec accepts, in bytes.
+    /// The largest frame this codec accepts, in bytes (at most [`FRAME_SIZE_LIMIT`]).
     fn max_frame_size(&self) -> usize;
 
     /// The largest request id the protocol can carry (`u64::MAX` unless the wire field is narrower).
@@ -146,7 +181,7 @@ pub trait Codec: Send + 'static {
 
     /// Gives `message` the request id `id` (written when it is next encoded) and returns the id it
     /// had. Fails when `id` exceeds [`request_id_limit`](Codec::request_id_limit).
-    fn rewrite_request_id(&self, message: &mut Message, id: u64) -> Result<u64, CodecError> {
+    fn rewrite_request_id(&self, message: &mut Message<Self::Layout>, id: u64) -> Result<u64, CodecError> {
         let max = self.request_id_limit();
         if id > max {
             return Err(CodecError::RequestIdOutOfRange { id, max });
@@ -154,47 +189,26 @@ pub trait Codec: Send + 'static {
         Ok(std::mem::replace(&mut message.metadata.request_id, id))
     }
 
-    /// A protocol-native error response to the request described by `request`, carrying `reply`'s
-    /// kind and message. The response has the request's id and message type
-    /// [`Response`](crate::MessageType::Response) or [`Error`](crate::MessageType::Error).
-    fn local_reply(&self, request: &Metadata, reply: &LocalReply) -> Result<Message, CodecError>;
+    /// A protocol-native error response to `request`, carrying `reply`'s kind and message, in the
+    /// request's own wire variant. The response has the request's id and message type
+    /// [`Response`](crate::MessageType::Response) or [`Error`](crate::MessageType::Error), and a
+    /// response status other than `Ok`.
+    fn local_reply(
+        &self,
+        request: &Message<Self::Layout>,
+        reply: &LocalReply,
+    ) -> Result<Message<Self::Layout>, CodecError>;
 
-    /// The answer to a heartbeat: `Some(reply)` for a heartbeat that asks for one, `None` for a
-    /// heartbeat that is itself a reply.
-    fn heartbeat_reply(&self, heartbeat: &Message) -> Result<Option<Message>, CodecError>;
+    /// The answer to a [`Ping`](crate::MessageType::Ping): a [`Pong`](crate::MessageType::Pong)
+    /// with the ping's id. Only called for pings.
+    fn heartbeat_reply(&self, ping: &Message<Self::Layout>) -> Result<Message<Self::Layout>, CodecError>;
 
     /// After [`decode`](Codec::decode) failed with `error`: a protocol-native error reply to send
-    /// before the connection closes, when the codec knows which request was malformed (its header
-    /// parsed, its body did not). Default: none, the connection just closes.
-    fn malformed_reply(&self, error: &CodecError) -> Option<Message> {
+    /// before the connection closes. Everything needed comes from the error: a
+    /// [`CodecError::BadRequest`] carries the request's frame, whose header parsed. Default: none,
+    /// the connection just closes.
+    fn malformed_reply(&self, error: &CodecError) -> Option<Message<Self::Layout>> {
         let _ = error;
         None
-    }
-}
-
-impl<C: Codec + ?Sized> Codec for Box<C> {
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, CodecError> {
-        (**self).decode(src)
-    }
-    fn encode(&mut self, message: &Message, mutation: &Mutation, dst: &mut WireBuf) -> Result<(), CodecError> {
-        (**self).encode(message, mutation, dst)
-    }
-    fn max_frame_size(&self) -> usize {
-        (**self).max_frame_size()
-    }
-    fn request_id_limit(&self) -> u64 {
-        (**self).request_id_limit()
-    }
-    fn rewrite_request_id(&self, message: &mut Message, id: u64) -> Result<u64, CodecError> {
-        (**self).rewrite_request_id(message, id)
-    }
-    fn local_reply(&self, request: &Metadata, reply: &LocalReply) -> Result<Message, CodecError> {
-        (**self).local_reply(request, reply)
-    }
-    fn heartbeat_reply(&self, heartbeat: &Message) -> Result<Option<Message>, CodecError> {
-        (**self).heartbeat_reply(heartbeat)
-    }
-    fn malformed_reply(&self, error: &CodecError) -> Option<Message> {
-        (**self).malformed_reply(error)
     }
 }

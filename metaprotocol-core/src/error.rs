@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
+
 /// Why a codec could not decode or encode a message.
 ///
 /// A decode error means the byte stream is corrupt: the proxy answers with a protocol-native error
@@ -49,6 +51,19 @@ pub enum CodecError {
     /// A message could not be encoded (for example a mutation made a block too large).
     #[error("cannot encode: {0}")]
     Encode(Cow<'static, str>),
+    /// A whole request frame was cut from the stream and its header read, but its body does not
+    /// parse. The frame is carried so that
+    /// [`Codec::malformed_reply`](crate::Codec::malformed_reply) can answer that request.
+    #[error("bad request {request_id}: {source}")]
+    BadRequest {
+        /// The request's id, from its header.
+        request_id: u64,
+        /// The whole frame, as consumed from the stream.
+        frame: Bytes,
+        /// What was wrong with the body.
+        #[source]
+        source: Box<CodecError>,
+    },
 }
 
 impl CodecError {
@@ -57,11 +72,18 @@ impl CodecError {
         CodecError::Malformed { offset, reason: reason.into() }
     }
 
+    /// A [`CodecError::BadRequest`]: `source` found in the body of request `request_id`, whose
+    /// whole `frame` was consumed.
+    pub fn bad_request(request_id: u64, frame: Bytes, source: CodecError) -> Self {
+        CodecError::BadRequest { request_id, frame, source: Box::new(source) }
+    }
+
     /// The byte offset the error points at, when it has one.
     pub fn offset(&self) -> Option<usize> {
         match self {
             CodecError::Malformed { offset, .. } | CodecError::TooDeep { offset, .. } => Some(*offset),
             CodecError::FrameTooLarge { .. } => Some(0),
+            CodecError::BadRequest { source, .. } => source.offset(),
             _ => None,
         }
     }

@@ -1,82 +1,40 @@
-//! [`Message`]: a decoded frame, its metadata and the offsets its codec needs to splice it.
+//! [`Message`]: a decoded frame, its metadata and the codec's typed layout of it.
 
 use bytes::Bytes;
 
 use crate::metadata::Metadata;
 
-/// Number of offset slots in a [`Layout`].
-pub const LAYOUT_SLOTS: usize = 8;
-
-/// Codec-private positions inside a frame (for example where the attachment map starts), kept so
-/// that encoding a mutation re-encodes only the changed part and splices the rest.
-///
-/// The core gives the slots no meaning; each codec documents its own. It is a fixed array so that a
-/// decoded message costs no allocation for it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Layout {
-    slots: [u32; LAYOUT_SLOTS],
-}
-
-impl Layout {
-    /// All slots zero.
-    pub const fn new() -> Self {
-        Layout { slots: [0; LAYOUT_SLOTS] }
-    }
-
-    /// Returns the layout with slot `i` set to `value`. Slots past [`LAYOUT_SLOTS`] are ignored.
-    #[must_use]
-    pub fn with(mut self, i: usize, value: u32) -> Self {
-        self.set(i, value);
-        self
-    }
-
-    /// Sets slot `i` (ignored past [`LAYOUT_SLOTS`]).
-    pub fn set(&mut self, i: usize, value: u32) {
-        if let Some(s) = self.slots.get_mut(i) {
-            *s = value;
-        }
-    }
-
-    /// Slot `i`, or 0 past [`LAYOUT_SLOTS`].
-    pub fn get(&self, i: usize) -> u32 {
-        self.slots.get(i).copied().unwrap_or(0)
-    }
-
-    /// Slot `i` as a `usize` offset.
-    pub fn offset(&self, i: usize) -> usize {
-        self.get(i) as usize
-    }
-}
-
-/// One decoded message: its [`Metadata`], the original frame bytes and the codec's [`Layout`].
+/// One decoded message: its [`Metadata`], the original frame bytes and the codec's layout `L`
+/// (its [`Codec::Layout`](crate::Codec::Layout)): where in the frame the parts it may re-encode
+/// lie, and which wire variant the message uses.
 ///
 /// The frame is the exact byte range the message occupied on the wire. It is shared, not copied:
-/// metadata values are slices of it, and an encode with no mutation writes it out by reference.
+/// metadata values are ranges of it, and an encode with no mutation writes it out by reference.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message {
+pub struct Message<L> {
     /// What the codec decoded. `request_id` may be changed through
     /// [`Codec::rewrite_request_id`](crate::Codec::rewrite_request_id); the encoder writes it.
     pub metadata: Metadata,
     frame: Bytes,
-    layout: Layout,
+    layout: L,
     wire_request_id: u64,
 }
 
-impl Message {
+impl<L> Message<L> {
     /// A message decoded from `frame`. The request id in `metadata` is taken to be the one the frame
     /// carries on the wire.
-    pub fn new(metadata: Metadata, frame: Bytes, layout: Layout) -> Self {
+    pub fn new(metadata: Metadata, frame: Bytes, layout: L) -> Self {
         let wire_request_id = metadata.request_id;
         Message { metadata, frame, layout, wire_request_id }
     }
 
-    /// The original frame, exactly as received.
+    /// The original frame, exactly as received (or as the codec built it, for replies).
     pub fn frame(&self) -> &Bytes {
         &self.frame
     }
 
-    /// The codec's offsets into [`frame`](Self::frame).
-    pub fn layout(&self) -> &Layout {
+    /// The codec's layout of [`frame`](Self::frame).
+    pub fn layout(&self) -> &L {
         &self.layout
     }
 
@@ -99,5 +57,13 @@ impl Message {
     /// True for an empty frame (never produced by a well-behaved codec).
     pub fn is_empty(&self) -> bool {
         self.frame.is_empty()
+    }
+
+    /// Moves the key/values out, leaving the message with only what encoding needs (frame, layout,
+    /// message type, request id): the proxy keeps the metadata for filters and logs, and the
+    /// message stays cheap to clone for retries and mirrors.
+    pub fn take_metadata(&mut self) -> Metadata {
+        let light = Metadata::new(self.metadata.message_type, self.metadata.request_id);
+        std::mem::replace(&mut self.metadata, light)
     }
 }

@@ -2,9 +2,7 @@
 
 use std::fmt;
 
-use bytes::Bytes;
-
-use crate::kv::KeyValues;
+use crate::kv::{KeyValues, Text};
 
 /// The kind of a message, as the protocol marks it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -16,8 +14,10 @@ pub enum MessageType {
     Response,
     /// A request that expects no response (Dubbo two-way flag clear, Thrift `ONEWAY`).
     Oneway,
-    /// A keep-alive message (request or reply); see [`Codec::heartbeat_reply`](crate::Codec::heartbeat_reply).
-    Heartbeat,
+    /// A keep-alive that asks for an answer; see [`Codec::heartbeat_reply`](crate::Codec::heartbeat_reply).
+    Ping,
+    /// A keep-alive answer, or one that asks for none.
+    Pong,
     /// An error answer (a response carrying a protocol-level error).
     Error,
     /// Opens a stream.
@@ -39,13 +39,19 @@ impl MessageType {
         matches!(self, MessageType::Response | MessageType::Error)
     }
 
+    /// True for keep-alive messages (ping or pong).
+    pub fn is_heartbeat(self) -> bool {
+        matches!(self, MessageType::Ping | MessageType::Pong)
+    }
+
     /// A stable lower-case name, used in logs and JSON output.
     pub fn as_str(self) -> &'static str {
         match self {
             MessageType::Request => "request",
             MessageType::Response => "response",
             MessageType::Oneway => "oneway",
-            MessageType::Heartbeat => "heartbeat",
+            MessageType::Ping => "ping",
+            MessageType::Pong => "pong",
             MessageType::Error => "error",
             MessageType::StreamInit => "stream_init",
             MessageType::StreamData => "stream_data",
@@ -85,8 +91,9 @@ impl ResponseStatus {
 
 /// Everything routing, filters and logs need to know about a message.
 ///
-/// Byte fields are [`Bytes`] slices of the frame wherever the protocol allows, so decoding copies
-/// nothing. `request_id` is what the proxy rewrites to multiplex upstream connections: set it
+/// Byte fields are [`Text`] handles into [`kvs`](Metadata::kvs), ranges of the frame wherever the
+/// protocol allows, so decoding copies nothing; read them with [`service`](Metadata::service),
+/// [`method`](Metadata::method) and [`get`](Metadata::get). `request_id` is what the proxy rewrites to multiplex upstream connections: set it
 /// through [`Codec::rewrite_request_id`](crate::Codec::rewrite_request_id) and the codec's encoder
 /// writes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -105,10 +112,11 @@ pub struct Metadata {
     pub header_size: u32,
     /// Bytes of the body.
     pub body_size: u32,
-    /// The service (Dubbo interface, Thrift multiplexed service), when the message names one.
-    pub service: Option<Bytes>,
-    /// The method, when the message names one.
-    pub method: Option<Bytes>,
+    /// The service (Dubbo interface, Thrift multiplexed service), when the message names one: a
+    /// handle into `kvs`.
+    pub service: Option<Text>,
+    /// The method, when the message names one: a handle into `kvs`.
+    pub method: Option<Text>,
     /// String key/values for routing: protocol fields and attachments or headers.
     pub kvs: KeyValues,
 }
@@ -119,13 +127,23 @@ impl Metadata {
         Metadata { message_type, request_id, ..Metadata::default() }
     }
 
+    /// The service's bytes, when the message names one.
+    pub fn service(&self) -> Option<&[u8]> {
+        self.service.map(|t| self.kvs.resolve(t))
+    }
+
+    /// The method's bytes, when the message names one.
+    pub fn method(&self) -> Option<&[u8]> {
+        self.method.map(|t| self.kvs.resolve(t))
+    }
+
     /// The operation name, `service/method` (or just `method`), displayed without allocating.
     pub fn operation(&self) -> Operation<'_> {
-        Operation { service: self.service.as_deref(), method: self.method.as_deref() }
+        Operation { service: self.service(), method: self.method() }
     }
 
     /// Shorthand for `self.kvs.get(key)`.
-    pub fn get(&self, key: &str) -> Option<&Bytes> {
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
         self.kvs.get(key)
     }
 
@@ -170,9 +188,9 @@ mod tests {
     fn operation_name_forms() {
         let mut m = Metadata::new(MessageType::Request, 7);
         assert!(m.operation().is_empty());
-        m.method = Some(Bytes::from_static(b"sayHello"));
+        m.method = Some(Text::from_static("sayHello"));
         assert_eq!(m.operation().to_string(), "sayHello");
-        m.service = Some(Bytes::from_static(b"org.demo.Greeter"));
+        m.service = Some(m.kvs.own(bytes::Bytes::from_static(b"org.demo.Greeter")));
         assert_eq!(m.operation().to_string(), "org.demo.Greeter/sayHello");
     }
 
@@ -182,5 +200,7 @@ mod tests {
         assert!(!MessageType::Oneway.expects_response());
         assert!(MessageType::Error.is_response());
         assert_eq!(MessageType::StreamInit.to_string(), "stream_init");
+        assert!(MessageType::Ping.is_heartbeat() && MessageType::Pong.is_heartbeat());
+        assert!(!MessageType::Ping.expects_response(), "pings are answered by the proxy, not routed");
     }
 }

@@ -108,13 +108,13 @@ mod tests {
     #[test]
     fn applies_in_order() {
         let mut kvs = KeyValues::new();
-        kvs.push(Bytes::from_static(b"Keep"), Bytes::from_static(b"1"));
-        kvs.push(Bytes::from_static(b"drop"), Bytes::from_static(b"2"));
+        kvs.push_bytes(Bytes::from_static(b"Keep"), Bytes::from_static(b"1"));
+        kvs.push_bytes(Bytes::from_static(b"drop"), Bytes::from_static(b"2"));
         let mut m = Mutation::new();
         m.set("new", "a").remove("DROP").set("keep", "3").set("new", "b");
         assert!(m.touches(b"NEW"));
         m.apply_to(&mut kvs);
-        let got: Vec<_> = kvs.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
+        let got: Vec<_> = kvs.iter().map(|(k, v)| (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v))).collect();
         assert_eq!(
             got,
             vec![

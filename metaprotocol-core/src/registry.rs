@@ -1,11 +1,10 @@
-//! Registration by name: [`CodecFactory`], [`FilterFactory`] and the [`Registry`] that holds them.
+//! Plugins by name: [`CodecFactory`] and [`FilterFactory`].
 //!
 //! The proxy and third-party plugins register codecs and filters the same way: implement the
-//! factory, register it, and name it in the configuration (`protocol: NAME`, `filters: [{name}]`).
-//! Options arrive as a [`ConfigValue`] (the YAML node, as JSON data model) and are parsed with
-//! [`parse_config`] into the factory's own `serde` type.
+//! factory, register it in the runtime's registry, and name it in the configuration
+//! (`protocol: NAME`, `filters: [{name}]`). Options arrive as a [`ConfigValue`] (the YAML node, as
+//! JSON data model) and are parsed with [`parse_config`] into the factory's own `serde` type.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -17,29 +16,23 @@ use crate::filter::Filter;
 /// Options of a codec or filter as written in the configuration, before parsing.
 pub type ConfigValue = serde_json::Value;
 
-/// Makes a fresh codec for each connection, from options parsed once.
-pub trait NewCodec: Send + Sync {
-    /// A new codec for one connection.
-    fn new_codec(&self) -> Box<dyn Codec>;
-}
-
-impl<F> NewCodec for F
-where
-    F: Fn() -> Box<dyn Codec> + Send + Sync,
-{
-    fn new_codec(&self) -> Box<dyn Codec> {
-        self()
-    }
-}
-
 /// A protocol, registered under [`name`](CodecFactory::name) (`protocol: NAME` in the config).
+///
+/// The runtime is generic over [`Codec`](CodecFactory::Codec): registering a factory is where the
+/// codec's type is erased (as pingora erases a `ProxyHttp` behind a service), so the proxy's hot
+/// path calls the codec directly, with no dynamic dispatch.
 pub trait CodecFactory: Send + Sync + 'static {
+    /// The codec this factory configures.
+    type Codec: Codec;
+
     /// The protocol's registry name, such as `dubbo`.
     fn name(&self) -> &'static str;
 
-    /// Parses `options` (the listener's `codec:` block; `null` when absent) and returns what makes
-    /// codecs for connections. Unknown or invalid options are errors.
-    fn configure(&self, options: &ConfigValue) -> Result<Arc<dyn NewCodec>, ConfigError>;
+    /// Parses `options` (the listener's `codec:` block; `null` when absent) into a configured
+    /// codec, which the proxy clones for every connection. Unknown or invalid options are errors,
+    /// and so are limits the codec cannot honour (a `max_frame_size` over
+    /// [`FRAME_SIZE_LIMIT`](crate::FRAME_SIZE_LIMIT), say).
+    fn configure(&self, options: &ConfigValue) -> Result<Self::Codec, ConfigError>;
 }
 
 /// A filter type, registered under [`name`](FilterFactory::name) (`filters: [{name, config}]`).
@@ -59,85 +52,4 @@ pub fn parse_config<T: DeserializeOwned + Default>(config: &ConfigValue) -> Resu
         return Ok(T::default());
     }
     T::deserialize(config).map_err(|e| ConfigError::invalid("", e.to_string()))
-}
-
-/// Codec and filter factories by name.
-#[derive(Clone, Default)]
-pub struct Registry {
-    codecs: BTreeMap<&'static str, Arc<dyn CodecFactory>>,
-    filters: BTreeMap<&'static str, Arc<dyn FilterFactory>>,
-}
-
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
-            .field("codecs", &self.codecs.keys().collect::<Vec<_>>())
-            .field("filters", &self.filters.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl Registry {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Registry::default()
-    }
-
-    /// Registers a codec factory. A second factory under the same name is refused.
-    pub fn register_codec(&mut self, factory: impl CodecFactory) -> Result<&mut Self, ConfigError> {
-        let name = factory.name();
-        if self.codecs.contains_key(name) {
-            return Err(ConfigError::Duplicate { kind: "codec", name: name.to_string() });
-        }
-        self.codecs.insert(name, Arc::new(factory));
-        Ok(self)
-    }
-
-    /// Registers a filter factory. A second factory under the same name is refused.
-    pub fn register_filter(&mut self, factory: impl FilterFactory) -> Result<&mut Self, ConfigError> {
-        let name = factory.name();
-        if self.filters.contains_key(name) {
-            return Err(ConfigError::Duplicate { kind: "filter", name: name.to_string() });
-        }
-        self.filters.insert(name, Arc::new(factory));
-        Ok(self)
-    }
-
-    /// The codec factory registered as `name`.
-    pub fn codec(&self, name: &str) -> Result<&Arc<dyn CodecFactory>, ConfigError> {
-        self.codecs.get(name).ok_or_else(|| ConfigError::Unknown {
-            kind: "codec",
-            name: name.to_string(),
-            known: self.codec_names().collect::<Vec<_>>().join(", "),
-        })
-    }
-
-    /// The filter factory registered as `name`.
-    pub fn filter(&self, name: &str) -> Result<&Arc<dyn FilterFactory>, ConfigError> {
-        self.filters.get(name).ok_or_else(|| ConfigError::Unknown {
-            kind: "filter",
-            name: name.to_string(),
-            known: self.filter_names().collect::<Vec<_>>().join(", "),
-        })
-    }
-
-    /// Looks up codec `name` and configures it with `options`.
-    pub fn configure_codec(&self, name: &str, options: &ConfigValue) -> Result<Arc<dyn NewCodec>, ConfigError> {
-        self.codec(name)?.configure(options)
-    }
-
-    /// Looks up filter `name` and configures it with `config`.
-    pub fn configure_filter(&self, name: &str, config: &ConfigValue) -> Result<Arc<dyn Filter>, ConfigError> {
-        self.filter(name)?.configure(config)
-    }
-
-    /// Registered codec names, sorted.
-    pub fn codec_names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.codecs.keys().copied()
-    }
-
-    /// Registered filter names, sorted.
-    pub fn filter_names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.filters.keys().copied()
-    }
 }

@@ -11,11 +11,20 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::CodecError;
 
+/// Bytes of scratch space reserved at a time for re-encoded parts (see [`WireBuf::push_built`]).
+const SCRATCH: usize = 4096;
+
 /// An ordered queue of byte chunks waiting to be written.
+///
+/// Small re-encoded parts (a header carrying a rewritten request id, a changed attachment block)
+/// are built in the buffer's own scratch space with [`push_built`](WireBuf::push_built) and split
+/// off it, so encoding them costs no allocation per message: the scratch space is one allocation
+/// per few thousand bytes written, reclaimed once the writer has sent what shares it.
 #[derive(Clone, Debug, Default)]
 pub struct WireBuf {
     chunks: VecDeque<Bytes>,
     remaining: usize,
+    scratch: BytesMut,
 }
 
 impl WireBuf {
@@ -32,25 +41,39 @@ impl WireBuf {
         }
     }
 
+    /// Builds a chunk with `build`, which appends to an empty scratch buffer, and pushes it. The
+    /// scratch space is reused across messages, so this allocates nothing per message.
+    pub fn push_built<R>(&mut self, build: impl FnOnce(&mut BytesMut) -> R) -> R {
+        if self.scratch.capacity() < SCRATCH / 4 {
+            self.scratch.reserve(SCRATCH);
+        }
+        let result = build(&mut self.scratch);
+        let chunk = self.scratch.split().freeze();
+        self.push(chunk);
+        result
+    }
+
     /// Pushes `frame` with `patch` written over its bytes at `at`, copying only the first
-    /// `head_len` bytes (which must cover the patch) and splicing the rest: how a codec writes a
-    /// rewritten request id that lives in a fixed header.
+    /// `head_len` bytes (which must cover the patch) into scratch space and splicing the rest: how a
+    /// codec writes a rewritten request id that lives in a fixed header.
     pub fn push_patched(&mut self, frame: &Bytes, head_len: usize, at: usize, patch: &[u8]) -> Result<(), CodecError> {
         let end = at.checked_add(patch.len()).filter(|&e| e <= head_len && head_len <= frame.len());
         let (Some(end), Some(head)) = (end, frame.get(..head_len)) else {
             return Err(CodecError::Encode("patch outside the frame's header".into()));
         };
-        let mut new_head = BytesMut::from(head);
-        if let Some(slot) = new_head.get_mut(at..end) {
-            slot.copy_from_slice(patch);
-        }
-        self.push(new_head.freeze());
+        self.push_built(|buf| {
+            let start = buf.len();
+            buf.extend_from_slice(head);
+            if let Some(slot) = buf.get_mut(start + at..start + end) {
+                slot.copy_from_slice(patch);
+            }
+        });
         self.push(frame.slice(head_len..));
         Ok(())
     }
 
-    /// Drops every chunk, keeping the queue's allocation for reuse (a connection keeps one
-    /// `WireBuf` and reuses it, so encoding allocates nothing per message).
+    /// Drops every chunk, keeping the queue's allocation (and its scratch space) for reuse (a
+    /// connection keeps one `WireBuf` and reuses it, so encoding allocates nothing per message).
     pub fn clear(&mut self) {
         self.chunks.clear();
         self.remaining = 0;
@@ -158,6 +181,17 @@ mod tests {
         assert_eq!(&w.take_bytes()[..], b"HEAD9876body");
         assert!(w.push_patched(&frame, 8, 6, b"9876").is_err());
         assert!(w.push_patched(&frame, 20, 0, b"x").is_err());
+    }
+
+    #[test]
+    fn built_chunks_reuse_scratch_space() {
+        let mut w = WireBuf::new();
+        w.push_built(|b| b.extend_from_slice(b"warm"));
+        let a = w.chunks_iter().next().unwrap().as_ptr() as usize;
+        w.push_built(|b| b.extend_from_slice(b"next"));
+        let b = w.chunks_iter().nth(1).unwrap().as_ptr() as usize;
+        assert_eq!(b, a + 4, "the second chunk follows the first in the same scratch buffer");
+        assert_eq!(&w.take_bytes()[..], b"warmnext");
     }
 
     #[test]

@@ -7,23 +7,51 @@
 
 use std::sync::Arc;
 
+mod common;
+
 use bytes::BytesMut;
-use kv_protocol::{FrameBuilder, KvCodec};
+use common::{frame, Tiny, TinyLayout};
 use metaprotocol_core::route::RouteSpec;
-use metaprotocol_core::{Codec, Filter, FilterChain, Mutation, RequestContext, RouteTable, WireBuf};
+use metaprotocol_core::{
+    ChainOutcome, ChainStep, Codec, Filter, FilterChain, Message, MessageType, Mutation, RequestContext, RouteTable,
+    WireBuf,
+};
 
 fn allocations(f: impl FnOnce()) -> u64 {
     allocation_counter::measure(f).count_total
 }
 
-fn request() -> metaprotocol_core::Message {
-    let frame = FrameBuilder::request(9, "org.demo.UserService", "getUser")
-        .header("batchjob", "true")
-        .header("version", "1.0.0")
-        .body(vec![1u8; 256])
-        .build()
-        .unwrap();
-    KvCodec::default().decode(&mut BytesMut::from(&frame[..])).unwrap().unwrap()
+fn request() -> Message<TinyLayout> {
+    let f = frame(
+        MessageType::Request,
+        9,
+        &[("interface", "org.demo.UserService"), ("method", "getUser"), ("batchjob", "true"), ("version", "1.0.0")],
+        &[1u8; 256],
+    );
+    Tiny::default().decode(&mut BytesMut::from(&f[..])).unwrap().unwrap()
+}
+
+#[test]
+fn decoding_a_request_allocates_nothing_but_its_key_value_list() {
+    let f = frame(
+        MessageType::Request,
+        9,
+        &[("interface", "org.demo.UserService"), ("method", "getUser"), ("batchjob", "true"), ("version", "1.0.0")],
+        &[1u8; 256],
+    );
+    let mut codec = Tiny::default();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    buf.extend_from_slice(&f);
+    drop(codec.decode(&mut buf).unwrap());
+    let n = allocations(|| {
+        for _ in 0..100 {
+            buf.extend_from_slice(&f);
+            let m = codec.decode(&mut buf).unwrap().unwrap();
+            assert_eq!(m.metadata.get("batchjob"), Some(&b"true"[..]));
+        }
+    });
+    // Four entries fit inline: the frame is split off the read buffer and shared, not copied.
+    assert!(n <= 2, "decoding 100 requests allocated {n} times");
 }
 
 #[test]
@@ -53,8 +81,8 @@ fn route_matching_and_lookup_do_not_allocate() {
 }
 
 #[test]
-fn passthrough_and_id_rewrite_encode_do_not_allocate_beyond_the_header() {
-    let mut codec = KvCodec::default();
+fn passthrough_and_id_rewrite_encode_do_not_allocate() {
+    let mut codec = Tiny::default();
     let mut msg = request();
     let mut out = WireBuf::new();
     codec.encode(&msg, &Mutation::new(), &mut out).unwrap();
@@ -67,12 +95,16 @@ fn passthrough_and_id_rewrite_encode_do_not_allocate_beyond_the_header() {
     });
     assert_eq!(n, 0, "passthrough encode allocated {n} times in 100 messages");
     codec.rewrite_request_id(&mut msg, 77).unwrap();
+    out.clear();
+    codec.encode(&msg, &empty, &mut out).unwrap();
     let n = allocations(|| {
-        out.clear();
-        codec.encode(&msg, &empty, &mut out).unwrap();
+        for _ in 0..100 {
+            out.clear();
+            codec.encode(&msg, &empty, &mut out).unwrap();
+        }
     });
-    // The protocol forces one: the 20-byte header that carries the new id.
-    assert_eq!(n, 1, "an id rewrite should cost exactly the new header");
+    // The new header is built in the buffer's scratch space: one allocation per few thousand bytes.
+    assert!(n <= 1, "100 id rewrites allocated {n} times");
 }
 
 struct Noop;
@@ -86,15 +118,10 @@ impl Filter for Noop {
 fn a_chain_of_synchronous_filters_does_not_allocate() {
     let chain = FilterChain::new(vec![Arc::new(Noop) as Arc<dyn Filter>, Arc::new(Noop), Arc::new(Noop)]);
     let mut ctx = RequestContext::new(request().metadata);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     let n = allocations(|| {
         for _ in 0..100 {
-            {
-                let fut = std::pin::pin!(chain.on_request(&mut ctx));
-                assert!(std::future::Future::poll(fut, &mut cx).is_ready());
-            }
-            let fut = std::pin::pin!(chain.on_response(&mut ctx));
-            assert!(std::future::Future::poll(fut, &mut cx).is_ready());
+            assert!(matches!(chain.run_request(&mut ctx, 0), ChainStep::Done(ChainOutcome::Continue)));
+            assert!(matches!(chain.run_response(&mut ctx, chain.len()), ChainStep::Done(ChainOutcome::Continue)));
         }
     });
     assert_eq!(n, 0, "three no-op filters allocated {n} times in 100 requests");

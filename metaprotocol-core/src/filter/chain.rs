@@ -1,9 +1,13 @@
 //! [`FilterChain`]: runs a listener's filters in order and stops at the first that answers.
+//!
+//! The chain runs synchronously ([`FilterChain::run_request`]) for as long as every filter answers
+//! at once, which costs no allocation; it stops at a filter that must wait and hands its
+//! [`Pending`] to the caller, who awaits it wherever it parks the request and resumes the chain.
 
 use std::sync::Arc;
 
 use crate::codec::LocalReply;
-use crate::filter::{Filter, FilterAction, RequestContext};
+use crate::filter::{Filter, FilterAction, FilterResult, Pending, RequestContext, Resume};
 
 /// How a chain run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +25,22 @@ pub enum ChainOutcome {
     Drop {
         /// Position of the filter in the chain.
         index: usize,
+    },
+}
+
+/// One synchronous run of a chain: finished, or stopped at a filter that must wait.
+#[derive(Debug)]
+pub enum ChainStep {
+    /// The chain ran to its end, or a filter replied or dropped.
+    Done(ChainOutcome),
+    /// The filter at `index` returned a [`Pending`]. Await it, then call
+    /// [`FilterChain::resume_request`] (or [`resume_response`](FilterChain::resume_response)) with
+    /// `index` and what it resolved to.
+    Wait {
+        /// Position of the waiting filter.
+        index: usize,
+        /// Its answer in the making.
+        pending: Pending,
     },
 }
 
@@ -57,31 +77,70 @@ impl FilterChain {
         &self.filters
     }
 
-    /// Runs `on_request` of each filter in order, stopping at the first reply or drop. A reply is
-    /// also recorded in `ctx.local_reply`.
-    pub async fn on_request(&self, ctx: &mut RequestContext) -> ChainOutcome {
-        for (index, filter) in self.filters.iter().enumerate() {
-            let outcome = match filter.on_request(ctx).await {
-                FilterAction::Continue => continue,
-                FilterAction::Reply(reply) => ChainOutcome::Reply { index, reply },
-                FilterAction::Drop => ChainOutcome::Drop { index },
-            };
-            return record(ctx, outcome);
+    /// Runs `on_request` of the filters from position `from` on, in order, synchronously, until one
+    /// replies, drops or must wait. Start with `from = 0`. A reply is also recorded in
+    /// `ctx.local_reply`.
+    pub fn run_request(&self, ctx: &mut RequestContext, from: usize) -> ChainStep {
+        for (index, filter) in self.filters.iter().enumerate().skip(from) {
+            match filter.on_request(ctx) {
+                FilterResult::Ready(FilterAction::Continue) => {}
+                FilterResult::Ready(action) => return ChainStep::Done(finish(ctx, index, action)),
+                FilterResult::Wait(pending) => return ChainStep::Wait { index, pending },
+            }
         }
-        ChainOutcome::Continue
+        ChainStep::Done(ChainOutcome::Continue)
     }
 
-    /// Runs `on_response` of each filter in reverse order, stopping at the first reply or drop.
-    pub async fn on_response(&self, ctx: &mut RequestContext) -> ChainOutcome {
-        for (index, filter) in self.filters.iter().enumerate().rev() {
-            let outcome = match filter.on_response(ctx).await {
-                FilterAction::Continue => continue,
-                FilterAction::Reply(reply) => ChainOutcome::Reply { index, reply },
-                FilterAction::Drop => ChainOutcome::Drop { index },
-            };
-            return record(ctx, outcome);
+    /// Continues a request run that stopped at `index` once its [`Pending`] resolved to `resume`.
+    pub fn resume_request(&self, ctx: &mut RequestContext, index: usize, resume: Resume) -> ChainStep {
+        match resume.apply(ctx) {
+            FilterAction::Continue => self.run_request(ctx, index + 1),
+            action => ChainStep::Done(finish(ctx, index, action)),
         }
-        ChainOutcome::Continue
+    }
+
+    /// Runs `on_response` of the first `upto` filters in reverse order (as Envoy runs encoder
+    /// filters), synchronously, until one replies, drops or must wait. Start with
+    /// `upto = self.len()`.
+    pub fn run_response(&self, ctx: &mut RequestContext, upto: usize) -> ChainStep {
+        for (index, filter) in self.filters.iter().enumerate().take(upto).rev() {
+            match filter.on_response(ctx) {
+                FilterResult::Ready(FilterAction::Continue) => {}
+                FilterResult::Ready(action) => return ChainStep::Done(finish(ctx, index, action)),
+                FilterResult::Wait(pending) => return ChainStep::Wait { index, pending },
+            }
+        }
+        ChainStep::Done(ChainOutcome::Continue)
+    }
+
+    /// Continues a response run that stopped at `index` once its [`Pending`] resolved.
+    pub fn resume_response(&self, ctx: &mut RequestContext, index: usize, resume: Resume) -> ChainStep {
+        match resume.apply(ctx) {
+            FilterAction::Continue => self.run_response(ctx, index),
+            action => ChainStep::Done(finish(ctx, index, action)),
+        }
+    }
+
+    /// Runs the whole request chain, awaiting filters that wait.
+    pub async fn on_request(&self, ctx: &mut RequestContext) -> ChainOutcome {
+        let mut step = self.run_request(ctx, 0);
+        loop {
+            match step {
+                ChainStep::Done(outcome) => return outcome,
+                ChainStep::Wait { index, pending } => step = self.resume_request(ctx, index, pending.await),
+            }
+        }
+    }
+
+    /// Runs the whole response chain, in reverse order, awaiting filters that wait.
+    pub async fn on_response(&self, ctx: &mut RequestContext) -> ChainOutcome {
+        let mut step = self.run_response(ctx, self.len());
+        loop {
+            match step {
+                ChainStep::Done(outcome) => return outcome,
+                ChainStep::Wait { index, pending } => step = self.resume_response(ctx, index, pending.await),
+            }
+        }
     }
 
     /// Runs `on_complete` of every filter, in order.
@@ -92,11 +151,15 @@ impl FilterChain {
     }
 }
 
-fn record(ctx: &mut RequestContext, outcome: ChainOutcome) -> ChainOutcome {
-    if let ChainOutcome::Reply { reply, .. } = &outcome {
-        ctx.local_reply = Some(reply.clone());
+fn finish(ctx: &mut RequestContext, index: usize, action: FilterAction) -> ChainOutcome {
+    match action {
+        FilterAction::Continue => ChainOutcome::Continue,
+        FilterAction::Reply(reply) => {
+            ctx.local_reply = Some(reply.clone());
+            ChainOutcome::Reply { index, reply }
+        }
+        FilterAction::Drop => ChainOutcome::Drop { index },
     }
-    outcome
 }
 
 #[cfg(test)]
@@ -108,7 +171,7 @@ mod tests {
 
     use super::*;
     use crate::codec::ReplyKind;
-    use crate::filter::FilterFuture;
+
     use crate::metadata::{MessageType, Metadata};
 
     /// Drives a future that never waits on I/O (the filters below only yield once).
@@ -147,22 +210,24 @@ mod tests {
         fn name(&self) -> &str {
             self.name
         }
-        fn on_request<'a>(&'a self, ctx: &'a mut RequestContext) -> FilterFuture<'a> {
+        fn on_request(&self, ctx: &mut RequestContext) -> FilterResult {
             self.log.lock().unwrap().push(format!("req:{}", self.name));
-            ctx.request_mutation.set(self.name, "seen");
             if self.asynchronous {
-                let action = self.on_request.clone();
-                FilterFuture::wait(async move {
+                let (action, name) = (self.on_request.clone(), self.name);
+                FilterResult::wait(async move {
                     Yield(false).await;
-                    action
+                    Resume::with(action, move |ctx| {
+                        ctx.request_mutation.set(name, "seen");
+                    })
                 })
             } else {
+                ctx.request_mutation.set(self.name, "seen");
                 self.on_request.clone().into()
             }
         }
-        fn on_response<'a>(&'a self, _ctx: &'a mut RequestContext) -> FilterFuture<'a> {
+        fn on_response(&self, _ctx: &mut RequestContext) -> FilterResult {
             self.log.lock().unwrap().push(format!("resp:{}", self.name));
-            FilterFuture::proceed()
+            FilterResult::proceed()
         }
         fn on_complete(&self, _ctx: &RequestContext) {
             self.log.lock().unwrap().push(format!("done:{}", self.name));
@@ -204,6 +269,23 @@ mod tests {
         assert_eq!(block_on(c.on_request(&mut ctx)), ChainOutcome::Reply { index: 1, reply: reply.clone() });
         assert_eq!(ctx.local_reply, Some(reply));
         assert_eq!(*log.lock().unwrap(), ["req:a", "req:b"]);
+    }
+
+    #[test]
+    fn synchronous_runs_stop_at_a_waiting_filter_and_resume_after_it() {
+        let (c, log) = chain(&[
+            ("a", FilterAction::Continue, false),
+            ("b", FilterAction::Continue, true),
+            ("c", FilterAction::Continue, false),
+        ]);
+        let mut ctx = RequestContext::new(Metadata::new(MessageType::Request, 1));
+        let ChainStep::Wait { index, pending } = c.run_request(&mut ctx, 0) else { panic!("b waits") };
+        assert_eq!(index, 1);
+        assert_eq!(*log.lock().unwrap(), ["req:a", "req:b"]);
+        let resume = block_on(pending);
+        assert!(matches!(c.resume_request(&mut ctx, index, resume), ChainStep::Done(ChainOutcome::Continue)));
+        assert_eq!(*log.lock().unwrap(), ["req:a", "req:b", "req:c"], "b is not called twice");
+        assert!(ctx.request_mutation.touches(b"b"), "the resume's edit was applied");
     }
 
     #[test]

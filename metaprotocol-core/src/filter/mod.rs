@@ -3,8 +3,9 @@
 //! A [`Filter`] sees a [`RequestContext`] (the request's metadata, the mutations to apply, the
 //! route decision, typed attributes) and returns a [`FilterAction`]: go on, reply locally, or drop.
 //! Filters that need no I/O answer at once with no allocation; a filter that must wait (a remote
-//! rate-limit or auth check) returns a boxed future, so no call ever blocks a worker thread.
-//! A [`FilterChain`] runs them in configuration order.
+//! rate-limit or auth check) returns a [`Pending`] future that owns what it needs, so no call ever
+//! blocks a worker thread and the proxy can park the request. A [`FilterChain`] runs them in
+//! configuration order, synchronously for as long as every filter answers at once.
 
 mod attributes;
 mod chain;
@@ -15,7 +16,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub use attributes::Attributes;
-pub use chain::{ChainOutcome, FilterChain};
+pub use chain::{ChainOutcome, ChainStep, FilterChain};
 pub use context::{RequestContext, RouteDecision};
 
 use crate::codec::LocalReply;
@@ -33,66 +34,111 @@ pub enum FilterAction {
     Drop,
 }
 
-/// The result of a filter call: ready at once, or a future to await.
+/// A filter's answer: known now, or later.
 ///
-/// Returning [`FilterFuture::ready`] (or `FilterAction::Continue.into()`) costs no allocation;
-/// [`FilterFuture::wait`] boxes an `async` block for filters that do I/O.
-pub enum FilterFuture<'a> {
+/// Filters that need no I/O return [`FilterResult::Ready`] (or `FilterAction::Continue.into()`),
+/// which costs nothing. A filter that must wait (a remote rate-limit or auth check) returns
+/// [`FilterResult::Wait`] with a [`Pending`]: a `'static` future that owns what it needs (clone
+/// what it reads from the context) and resolves to a [`Resume`]. The proxy parks the request
+/// meanwhile, without blocking its worker, and applies the `Resume` to the context when it comes.
+pub enum FilterResult {
     /// The action is known now.
-    Ready(Option<FilterAction>),
+    Ready(FilterAction),
     /// The action comes later.
-    Wait(Pin<Box<dyn Future<Output = FilterAction> + Send + 'a>>),
+    Wait(Pending),
 }
 
-impl<'a> FilterFuture<'a> {
-    /// An action known now.
-    pub fn ready(action: FilterAction) -> Self {
-        FilterFuture::Ready(Some(action))
-    }
-
+impl FilterResult {
     /// `Continue`, known now: what a filter returns when it has nothing to do.
     pub fn proceed() -> Self {
-        FilterFuture::Ready(Some(FilterAction::Continue))
+        FilterResult::Ready(FilterAction::Continue)
     }
 
-    /// The action if it is already known, else the future back (for synchronous callers and tests).
-    pub fn into_ready(self) -> Result<FilterAction, Self> {
+    /// The action if it is already known, else the pending answer back (for synchronous callers
+    /// and tests).
+    pub fn into_ready(self) -> Result<FilterAction, Pending> {
         match self {
-            FilterFuture::Ready(Some(action)) => Ok(action),
-            other => Err(other),
+            FilterResult::Ready(action) => Ok(action),
+            FilterResult::Wait(pending) => Err(pending),
         }
     }
 
-    /// An action that an `async` block will produce.
-    pub fn wait(fut: impl Future<Output = FilterAction> + Send + 'a) -> Self {
-        FilterFuture::Wait(Box::pin(fut))
+    /// An answer that `future` will produce; see [`Pending`].
+    pub fn wait(future: impl Future<Output = Resume> + Send + 'static) -> Self {
+        FilterResult::Wait(Pending(Box::pin(future)))
     }
 }
 
-impl From<FilterAction> for FilterFuture<'_> {
+impl From<FilterAction> for FilterResult {
     fn from(action: FilterAction) -> Self {
-        FilterFuture::ready(action)
+        FilterResult::Ready(action)
     }
 }
 
-impl Future for FilterFuture<'_> {
-    type Output = FilterAction;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<FilterAction> {
-        match self.get_mut() {
-            // Polling a finished future again is a caller bug; answer Continue rather than panic.
-            FilterFuture::Ready(action) => Poll::Ready(action.take().unwrap_or(FilterAction::Continue)),
-            FilterFuture::Wait(fut) => fut.as_mut().poll(cx),
-        }
-    }
-}
-
-impl std::fmt::Debug for FilterFuture<'_> {
+impl std::fmt::Debug for FilterResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FilterFuture::Ready(a) => f.debug_tuple("Ready").field(a).finish(),
-            FilterFuture::Wait(_) => f.write_str("Wait(..)"),
+            FilterResult::Ready(a) => f.debug_tuple("Ready").field(a).finish(),
+            FilterResult::Wait(_) => f.write_str("Wait(..)"),
         }
+    }
+}
+
+/// A filter's answer in the making: a boxed `'static` future resolving to a [`Resume`].
+pub struct Pending(Pin<Box<dyn Future<Output = Resume> + Send>>);
+
+impl Future for Pending {
+    type Output = Resume;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Resume> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pending(..)")
+    }
+}
+
+/// What a waiting filter decided: the action, and optionally changes to make to the request's
+/// context first (set attributes, add a mutation, pick a route).
+pub struct Resume {
+    action: FilterAction,
+    apply: Option<ContextEdit>,
+}
+
+type ContextEdit = Box<dyn FnOnce(&mut RequestContext) + Send>;
+
+impl Resume {
+    /// Resume with `action`, changing nothing.
+    pub fn new(action: FilterAction) -> Self {
+        Resume { action, apply: None }
+    }
+
+    /// Resume with `action` after `edit` changed the context.
+    pub fn with(action: FilterAction, edit: impl FnOnce(&mut RequestContext) + Send + 'static) -> Self {
+        Resume { action, apply: Some(Box::new(edit)) }
+    }
+
+    /// Applies the edit (if any) to `ctx` and returns the action.
+    pub fn apply(self, ctx: &mut RequestContext) -> FilterAction {
+        if let Some(edit) = self.apply {
+            edit(ctx);
+        }
+        self.action
+    }
+}
+
+impl From<FilterAction> for Resume {
+    fn from(action: FilterAction) -> Self {
+        Resume::new(action)
+    }
+}
+
+impl std::fmt::Debug for Resume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resume").field("action", &self.action).field("edits", &self.apply.is_some()).finish()
     }
 }
 
@@ -112,15 +158,15 @@ pub trait Filter: Send + Sync + 'static {
     fn name(&self) -> &str;
 
     /// Runs over a request. Default: `Continue`.
-    fn on_request<'a>(&'a self, ctx: &'a mut RequestContext) -> FilterFuture<'a> {
+    fn on_request(&self, ctx: &mut RequestContext) -> FilterResult {
         let _ = ctx;
-        FilterFuture::proceed()
+        FilterResult::proceed()
     }
 
     /// Runs over a response (`ctx.response` is set). Default: `Continue`.
-    fn on_response<'a>(&'a self, ctx: &'a mut RequestContext) -> FilterFuture<'a> {
+    fn on_response(&self, ctx: &mut RequestContext) -> FilterResult {
         let _ = ctx;
-        FilterFuture::proceed()
+        FilterResult::proceed()
     }
 
     /// Runs when the request is over: answered, replied to locally, dropped, or sent one-way.

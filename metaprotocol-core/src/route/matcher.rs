@@ -112,7 +112,7 @@ mod tests {
     fn md(pairs: &[(&'static str, &'static str)]) -> Metadata {
         let mut m = Metadata::new(MessageType::Request, 1);
         for (k, v) in pairs {
-            m.kvs.push(Bytes::from_static(k.as_bytes()), Bytes::from_static(v.as_bytes()));
+            m.kvs.push_bytes(Bytes::from_static(k.as_bytes()), Bytes::from_static(v.as_bytes()));
         }
         m
     }

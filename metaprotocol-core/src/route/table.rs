@@ -198,7 +198,7 @@ impl Route {
         }
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for key in &self.hash_keys {
-            let value = metadata.kvs.get(key).map(|v| &v[..]).unwrap_or(&[]);
+            let value = metadata.kvs.get(key).unwrap_or(&[]);
             for b in value.iter().chain(std::iter::once(&0xff)) {
                 h ^= u64::from(*b);
                 h = h.wrapping_mul(0x0100_0000_01b3);
@@ -334,7 +334,7 @@ mod tests {
     fn md(pairs: &[(&'static str, &'static str)]) -> Metadata {
         let mut m = Metadata::new(MessageType::Request, 1);
         for (k, v) in pairs {
-            m.kvs.push(Bytes::from_static(k.as_bytes()), Bytes::from_static(v.as_bytes()));
+            m.kvs.push_bytes(Bytes::from_static(k.as_bytes()), Bytes::from_static(v.as_bytes()));
         }
         m
     }
@@ -415,7 +415,7 @@ mod tests {
             .iter()
             .map(|u| {
                 let mut m = Metadata::new(MessageType::Request, 1);
-                m.kvs.push(Bytes::from_static(b"user"), Bytes::copy_from_slice(u.as_bytes()));
+                m.kvs.push_bytes(Bytes::from_static(b"user"), Bytes::copy_from_slice(u.as_bytes()));
                 r.hash(&m).unwrap() >> 62
             })
             .collect();

@@ -7,6 +7,9 @@ use bytes::{Bytes, BytesMut};
 use super::{hex, ConformanceKit, Report};
 use crate::codec::{Codec, LocalReply, ReplyKind};
 use crate::message::Message;
+
+/// A decoded message of codec `C`.
+pub(crate) type Msg<C> = Message<<C as Codec>::Layout>;
 use crate::metadata::MessageType;
 use crate::mutation::Mutation;
 use crate::wire::WireBuf;
@@ -39,11 +42,8 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
 pub(crate) fn try_decode<C: Codec>(
     codec: &mut C,
     buf: &mut BytesMut,
-) -> Result<Result<Option<Message>, String>, String> {
-    match catch(|| codec.decode(buf)) {
-        Ok(r) => Ok(r.map_err(|e| e.to_string())),
-        Err(p) => Err(panic_text(&p)),
-    }
+) -> Result<Result<Option<Msg<C>>, crate::CodecError>, String> {
+    catch(|| codec.decode(buf)).map_err(|p| panic_text(&p))
 }
 
 pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
@@ -54,7 +54,7 @@ pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Decodes exactly one message that uses all of `bytes`.
-pub(crate) fn decode_exact<C: Codec>(codec: &mut C, bytes: &[u8]) -> Result<Message, String> {
+pub(crate) fn decode_exact<C: Codec>(codec: &mut C, bytes: &[u8]) -> Result<Msg<C>, String> {
     let mut buf = BytesMut::from(bytes);
     match try_decode(codec, &mut buf) {
         Err(p) => Err(format!("decode panicked: {p}")),
@@ -69,7 +69,7 @@ pub(crate) fn decode_exact<C: Codec>(codec: &mut C, bytes: &[u8]) -> Result<Mess
 }
 
 /// Encodes, turning panics and errors into strings.
-pub(crate) fn try_encode<C: Codec>(codec: &mut C, msg: &Message, mutation: &Mutation) -> Result<WireBuf, String> {
+pub(crate) fn try_encode<C: Codec>(codec: &mut C, msg: &Msg<C>, mutation: &Mutation) -> Result<WireBuf, String> {
     let mut out = WireBuf::new();
     match catch(|| codec.encode(msg, mutation, &mut out)) {
         Ok(Ok(())) => Ok(out),
@@ -78,7 +78,7 @@ pub(crate) fn try_encode<C: Codec>(codec: &mut C, msg: &Message, mutation: &Muta
     }
 }
 
-fn decoded_samples<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>) -> Vec<(usize, Message)> {
+fn decoded_samples<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>) -> Vec<(usize, Msg<C>)> {
     kit.samples
         .iter()
         .enumerate()
@@ -276,8 +276,8 @@ pub(crate) fn mutation_round_trip<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F
             }
         };
         let kvs = &after.metadata.kvs;
-        let added: Vec<_> = kvs.iter().filter(|e| e.key.eq_ignore_ascii_case(ADDED_KEY.as_bytes())).collect();
-        if added.len() != 1 || &added[0].value[..] != b"second" {
+        let added: Vec<_> = kvs.iter().filter(|(k, _)| k.eq_ignore_ascii_case(ADDED_KEY.as_bytes())).collect();
+        if added.len() != 1 || added[0].1 != b"second" {
             r.fail(
                 "mutation",
                 format!("sample {i}: after setting `{ADDED_KEY}` twice, found {} entries ({added:?})", added.len()),
@@ -288,25 +288,25 @@ pub(crate) fn mutation_round_trip<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F
                 r.fail("mutation", format!("sample {i}: removed key `{k}` is still present"));
             }
         }
-        for e in msg.metadata.kvs.iter() {
-            let touched = e.key.eq_ignore_ascii_case(ADDED_KEY.as_bytes())
-                || removable.is_some_and(|k| e.key.eq_ignore_ascii_case(k.as_bytes()))
-                || kit.derived_keys.iter().any(|k| e.key.eq_ignore_ascii_case(k.as_bytes()));
-            if !touched && kvs.get_bytes(&e.key) != msg.metadata.kvs.get_bytes(&e.key) {
+        for (key, _) in msg.metadata.kvs.iter() {
+            let touched = key.eq_ignore_ascii_case(ADDED_KEY.as_bytes())
+                || removable.is_some_and(|k| key.eq_ignore_ascii_case(k.as_bytes()))
+                || kit.derived_keys.iter().any(|k| key.eq_ignore_ascii_case(k.as_bytes()));
+            if !touched && kvs.get_bytes(key) != msg.metadata.kvs.get_bytes(key) {
                 r.fail(
                     "mutation",
                     format!(
                         "sample {i}: untouched key `{}` changed from {:?} to {:?}",
-                        String::from_utf8_lossy(&e.key),
-                        msg.metadata.kvs.get_bytes(&e.key),
-                        kvs.get_bytes(&e.key)
+                        String::from_utf8_lossy(key),
+                        msg.metadata.kvs.get_bytes(key),
+                        kvs.get_bytes(key)
                     ),
                 );
             }
         }
         let (a, b) = (&msg.metadata, &after.metadata);
-        if (a.message_type, a.request_id, &a.service, &a.method, a.response_status)
-            != (b.message_type, b.request_id, &b.service, &b.method, b.response_status)
+        if (a.message_type, a.request_id, a.service(), a.method(), a.response_status)
+            != (b.message_type, b.request_id, b.service(), b.method(), b.response_status)
         {
             r.fail("mutation", format!("sample {i}: typed metadata changed: {a:?} -> {b:?}"));
         }
@@ -370,13 +370,22 @@ pub(crate) fn request_id_rewrite<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>
 }
 
 pub(crate) fn local_replies<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: &mut Report) {
-    let requests: Vec<_> =
-        decoded_samples(kit).into_iter().filter(|(_, m)| m.metadata.message_type == MessageType::Request).collect();
+    let samples = decoded_samples(kit);
+    let requests: Vec<_> = samples.iter().filter(|(_, m)| m.metadata.message_type == MessageType::Request).collect();
     for (i, req) in requests {
+        // The reply must come from the request alone: its metadata is taken away (as the proxy
+        // does), and the codec that answers has last decoded another sample (maybe another wire
+        // variant), so state left by decoding cannot stand in for the request's own layout.
+        let mut light = req.clone();
+        let _ = light.take_metadata();
+        let other = kit.samples.iter().enumerate().find(|(j, _)| j != i).map(|(_, s)| s.bytes.clone());
         for kind in ReplyKind::ALL {
             let mut codec = (kit.new_codec)();
+            if let Some(other) = &other {
+                let _ = try_decode(&mut codec, &mut BytesMut::from(&other[..]));
+            }
             let reply = LocalReply::new(kind, format!("conformance {kind}"));
-            let made = match catch(|| codec.local_reply(&req.metadata, &reply)) {
+            let made = match catch(|| codec.local_reply(&light, &reply)) {
                 Ok(Ok(m)) => m,
                 Ok(Err(e)) => {
                     r.fail("local-reply", format!("sample {i}, {kind}: {e}"));
@@ -394,33 +403,65 @@ pub(crate) fn local_replies<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: 
                     continue;
                 }
             };
-            match decode_exact(&mut (kit.new_codec)(), &bytes) {
-                Ok(m) if m.metadata.request_id == req.metadata.request_id
-                    && m.metadata.message_type.is_response()
-                    && m.metadata.response_status != crate::ResponseStatus::Ok => {}
-                Ok(m) => r.fail("local-reply", format!("sample {i}, {kind}: reply decodes as {:?} id {} status {:?}; expected an error response with id {}", m.metadata.message_type, m.metadata.request_id, m.metadata.response_status, req.metadata.request_id)),
-                Err(e) => r.fail("local-reply", format!("sample {i}, {kind}: the reply does not decode: {e}")),
-            }
+            check_reply(r, "local-reply", &format!("sample {i}, {kind}"), kit, &made, &bytes, req.metadata.request_id);
         }
     }
 }
 
+/// A reply built by a codec: as encoded it must decode, with a fresh codec, to the same error
+/// response it was built as, answering request `id`.
+pub(crate) fn check_reply<C: Codec, F: Fn() -> C>(
+    r: &mut Report,
+    check: &'static str,
+    what: &str,
+    kit: &ConformanceKit<F>,
+    made: &Msg<C>,
+    bytes: &[u8],
+    id: u64,
+) {
+    match decode_exact(&mut (kit.new_codec)(), bytes) {
+        Ok(m)
+            if m.metadata.request_id == id
+                && m.metadata.message_type.is_response()
+                && m.metadata.response_status != crate::ResponseStatus::Ok =>
+        {
+            if m.metadata != made.metadata || m.layout() != made.layout() {
+                r.fail(
+                    check,
+                    format!(
+                        "{what}: the reply as built differs from the reply as decoded: {:?} vs {:?}",
+                        made.metadata, m.metadata
+                    ),
+                );
+            }
+        }
+        Ok(m) => r.fail(
+            check,
+            format!(
+                "{what}: reply decodes as {:?} id {} status {:?}; expected an error response with id {id}",
+                m.metadata.message_type, m.metadata.request_id, m.metadata.response_status
+            ),
+        ),
+        Err(e) => r.fail(check, format!("{what}: the reply does not decode: {e}")),
+    }
+}
+
 pub(crate) fn heartbeats<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: &mut Report) {
-    for (i, hb) in decoded_samples(kit).into_iter().filter(|(_, m)| m.metadata.message_type == MessageType::Heartbeat) {
+    for (i, ping) in decoded_samples(kit).into_iter().filter(|(_, m)| m.metadata.message_type == MessageType::Ping) {
         let mut codec = (kit.new_codec)();
-        match catch(|| codec.heartbeat_reply(&hb)) {
-            Ok(Ok(None)) => {}
-            Ok(Ok(Some(reply))) => {
-                let bytes = try_encode(&mut codec, &reply, &Mutation::new()).map(|mut o| o.take_bytes());
+        match catch(|| codec.heartbeat_reply(&ping)) {
+            Ok(Ok(pong)) => {
+                let bytes = try_encode(&mut codec, &pong, &Mutation::new()).map(|mut o| o.take_bytes());
                 match bytes.and_then(|b| decode_exact(&mut (kit.new_codec)(), &b)) {
                     Ok(m)
-                        if m.metadata.message_type == MessageType::Heartbeat
-                            && m.metadata.request_id == hb.metadata.request_id => {}
+                        if m.metadata.message_type == MessageType::Pong
+                            && m.metadata.request_id == ping.metadata.request_id
+                            && m == pong => {}
                     Ok(m) => r.fail(
                         "heartbeat",
                         format!(
-                            "sample {i}: the reply decodes as {:?} id {}",
-                            m.metadata.message_type, m.metadata.request_id
+                            "sample {i}: the answer to a ping decodes as {:?} id {} (built as {:?})",
+                            m.metadata.message_type, m.metadata.request_id, pong.metadata.message_type
                         ),
                     ),
                     Err(e) => r.fail("heartbeat", format!("sample {i}: reply: {e}")),
@@ -432,7 +473,7 @@ pub(crate) fn heartbeats<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: &mu
     }
 }
 
-pub(crate) fn describe(r: &Result<Result<Option<Message>, String>, String>) -> String {
+pub(crate) fn describe<L>(r: &Result<Result<Option<Message<L>>, crate::CodecError>, String>) -> String {
     match r {
         Err(p) => format!("a panic ({p})"),
         Ok(Err(e)) => format!("Err({e})"),

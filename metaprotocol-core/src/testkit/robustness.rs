@@ -2,7 +2,7 @@
 
 use bytes::BytesMut;
 
-use super::checks::{describe, try_decode, try_encode};
+use super::checks::{describe, try_decode, try_encode, Msg};
 use super::{hex, ConformanceKit, Report};
 use crate::codec::Codec;
 use crate::error::CodecError;
@@ -22,6 +22,40 @@ impl Rng {
 
 /// Decodes everything decodable from `bytes`; reports panics and inconsistent consumption.
 fn drain<C: Codec>(codec: &mut C, bytes: &[u8], r: &mut Report, check: &'static str, what: &str) {
+    drain_with(codec, bytes, r, check, what, &mut |_| {});
+}
+
+/// After a decode error: a malformed reply, if the codec makes one, must not panic, must be built
+/// from the error alone, and must answer the bad request by its id.
+fn malformed<C: Codec>(codec: &mut C, error: &CodecError, r: &mut Report, check: &'static str, what: &str) {
+    let reply = match super::checks::catch(|| codec.malformed_reply(error)) {
+        Ok(reply) => reply,
+        Err(p) => {
+            r.fail(check, format!("{what}: malformed_reply panicked: {}", super::checks::panic_text(&p)));
+            return;
+        }
+    };
+    let Some(reply) = reply else { return };
+    let CodecError::BadRequest { request_id, .. } = error else {
+        r.fail(check, format!("{what}: malformed_reply answered an error that names no request: {error}"));
+        return;
+    };
+    if reply.metadata.request_id != *request_id || !reply.metadata.message_type.is_response() {
+        r.fail(check, format!("{what}: the malformed reply does not answer request {request_id}"));
+    }
+    if let Err(e) = try_encode(codec, &reply, &Mutation::new()) {
+        r.fail(check, format!("{what}: the malformed reply does not encode: {e}"));
+    }
+}
+
+fn drain_with<C: Codec>(
+    codec: &mut C,
+    bytes: &[u8],
+    r: &mut Report,
+    check: &'static str,
+    what: &str,
+    seen: &mut dyn FnMut(&Msg<C>),
+) {
     let mut buf = BytesMut::from(bytes);
     for _ in 0..64 {
         let before = buf.len();
@@ -30,7 +64,10 @@ fn drain<C: Codec>(codec: &mut C, bytes: &[u8], r: &mut Report, check: &'static 
                 r.fail(check, format!("{what}: decode panicked: {p} (input {})", hex(bytes)));
                 return;
             }
-            Ok(Err(_)) => return,
+            Ok(Err(e)) => {
+                malformed(codec, &e, r, check, what);
+                return;
+            }
             Ok(Ok(None)) => {
                 if buf.len() != before {
                     r.fail(check, format!("{what}: Ok(None) consumed {} bytes", before - buf.len()));
@@ -38,6 +75,7 @@ fn drain<C: Codec>(codec: &mut C, bytes: &[u8], r: &mut Report, check: &'static 
                 return;
             }
             Ok(Ok(Some(m))) => {
+                seen(&m);
                 if before - buf.len() != m.len() {
                     r.fail(
                         check,
@@ -57,9 +95,17 @@ fn drain<C: Codec>(codec: &mut C, bytes: &[u8], r: &mut Report, check: &'static 
                 }
                 // An error is allowed (some messages cannot be answered); a panic is not.
                 let reply = crate::LocalReply::new(crate::ReplyKind::BadRequest, "x");
-                if let Err(p) = super::checks::catch(|| codec.local_reply(&m.metadata, &reply)) {
-                    r.fail(check, format!("{what}: local_reply panicked: {}", super::checks::panic_text(&p)));
-                    return;
+                if m.metadata.message_type == crate::MessageType::Request {
+                    if let Err(p) = super::checks::catch(|| codec.local_reply(&m, &reply)) {
+                        r.fail(check, format!("{what}: local_reply panicked: {}", super::checks::panic_text(&p)));
+                        return;
+                    }
+                }
+                if m.metadata.message_type == crate::MessageType::Ping {
+                    if let Err(p) = super::checks::catch(|| codec.heartbeat_reply(&m)) {
+                        r.fail(check, format!("{what}: heartbeat_reply panicked: {}", super::checks::panic_text(&p)));
+                        return;
+                    }
                 }
             }
         }

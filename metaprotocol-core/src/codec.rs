@@ -156,7 +156,7 @@ impl LocalReply {
 /// the request's id.
 ///
 /// The crate's `testkit` feature checks all of the above against sample frames.
-pub trait Codec: Clone + Send + 'static {
+pub trait Codec: Clone + Send + Sync + 'static {
     /// The codec's per-message layout; see the trait docs.
     type Layout: Clone + fmt::Debug + PartialEq + Send + Sync + 'static;
 

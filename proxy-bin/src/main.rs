@@ -8,17 +8,11 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let mut registry = match metaproxy_runtime::default_registry() {
-        Ok(r) => r,
+    match metaproxy_runtime::default_registry() {
+        Ok(registry) => metaproxy_runtime::cli::main_with(registry),
         Err(e) => {
             eprintln!("metaproxy: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    // The template protocol doubles as a built-in, so captures of it can be inspected at once.
-    if let Err(e) = registry.register_codec(kv_protocol::KvCodecFactory) {
-        eprintln!("metaproxy: {e}");
-        return ExitCode::FAILURE;
     }
-    metaproxy_runtime::cli::main_with(registry)
 }

@@ -11,7 +11,7 @@ fn metaproxy(args: &[&str]) -> Output {
 }
 
 fn capture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kv-protocol/captures/session.kv")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../codecs/dubbo/fixtures/peers/python3-dubbo.requests.bin")
 }
 
 fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
@@ -22,25 +22,27 @@ fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
+/// The length of the Dubbo frame at the start of `bytes`.
+fn frame_len(bytes: &[u8]) -> usize {
+    16 + u32::from_be_bytes(bytes[12..16].try_into().unwrap()) as usize
+}
+
 #[test]
 fn prints_one_json_object_per_message() {
-    let out = metaproxy(&["inspect", "--protocol", "kv", capture().to_str().unwrap()]);
+    let out = metaproxy(&["inspect", "--protocol", "dubbo", capture().to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<serde_json::Value> =
         String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 4);
+    assert!(lines.len() > 3);
     let first = &lines[0];
     assert_eq!(first["offset"], 0);
     assert_eq!(first["message_type"], "request");
-    assert_eq!(first["request_id"], 1);
-    assert_eq!(first["operation"], "org.demo.UserService/getUser");
-    assert_eq!(first["kvs"]["service"], "org.demo.UserService");
-    assert_eq!(first["kvs"]["trace"], "a1");
-    assert_eq!(first["body_size"], 8);
+    assert_eq!(first["request_id"], 0);
+    assert_eq!(first["operation"], "org.apache.dubbo.demo.DemoService/sayHello");
+    assert_eq!(first["kvs"]["interface"], "org.apache.dubbo.demo.DemoService");
+    assert_eq!(first["header_size"], 16);
     assert_eq!(lines[1]["offset"], first["size"]);
     assert_eq!(lines[1]["kvs"]["batchjob"], "true");
-    assert_eq!(lines[2]["message_type"], "oneway");
-    assert_eq!(lines[3]["message_type"], "heartbeat");
     let total: u64 = lines.iter().map(|l| l["size"].as_u64().unwrap()).sum();
     assert_eq!(total, std::fs::metadata(capture()).unwrap().len());
 }
@@ -48,35 +50,41 @@ fn prints_one_json_object_per_message() {
 #[test]
 fn a_corrupt_message_is_reported_at_its_byte_offset() {
     let mut bytes = std::fs::read(capture()).unwrap();
-    let first_len = 8 + u32::from_be_bytes(bytes[4..8].try_into().unwrap()) as usize;
-    bytes[first_len + 3] = 9; // the second message's type byte
-    let p = temp_file("corrupt.kv", &bytes);
-    let out = metaproxy(&["inspect", "-p", "kv", p.to_str().unwrap()]);
+    let first_len = frame_len(&bytes);
+    bytes[first_len] = 0x00; // the second message's first magic byte
+    let p = temp_file("corrupt.bin", &bytes);
+    let out = metaproxy(&["inspect", "-p", "dubbo", p.to_str().unwrap()]);
     assert!(!out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1, "the first message still prints");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!("byte offset {}: malformed message at byte 3: unknown message type", first_len + 3)),
-        "{err}"
-    );
+    assert!(err.contains(&format!("byte offset {first_len}: malformed message at byte 0: bad magic")), "{err}");
 }
 
 #[test]
 fn a_truncated_capture_names_where_the_last_message_starts() {
     let bytes = std::fs::read(capture()).unwrap();
-    let p = temp_file("truncated.kv", &bytes[..bytes.len() - 3]);
-    let out = metaproxy(&["inspect", "-p", "kv", p.to_str().unwrap()]);
+    let mut last = 0;
+    while last + frame_len(&bytes[last..]) < bytes.len() {
+        last += frame_len(&bytes[last..]);
+    }
+    let p = temp_file("truncated.bin", &bytes[..bytes.len() - 3]);
+    let out = metaproxy(&["inspect", "-p", "dubbo", p.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("the file ends inside a message (17 bytes left undecoded)"), "{err}");
+    let left = bytes.len() - 3 - last;
+    assert!(
+        err.contains(&format!("byte offset {last}: the file ends inside a message ({left} bytes left undecoded)")),
+        "{err}"
+    );
 }
 
 #[test]
 fn codec_options_apply_and_are_validated() {
     let c = capture();
-    let out = metaproxy(&["inspect", "-p", "kv", "--codec-options", r#"{"max_frame_size": 32}"#, c.to_str().unwrap()]);
+    let out =
+        metaproxy(&["inspect", "-p", "dubbo", "--codec-options", r#"{"max_frame_size": 32}"#, c.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("exceeds the maximum frame size of 32 bytes"));
-    let out = metaproxy(&["inspect", "-p", "kv", "--codec-options", r#"{"max_frame": 32}"#, c.to_str().unwrap()]);
+    let out = metaproxy(&["inspect", "-p", "dubbo", "--codec-options", r#"{"max_frame": 32}"#, c.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `max_frame`"));
 }
 
@@ -84,14 +92,14 @@ fn codec_options_apply_and_are_validated() {
 fn an_unknown_protocol_lists_the_registered_ones() {
     let out = metaproxy(&["inspect", "-p", "nope", capture().to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown codec `nope` (registered: dubbo, kv, thrift)"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown codec `nope` (registered: dubbo, thrift)"));
 }
 
 #[test]
 fn plugins_lists_codecs_and_filters() {
     let out = metaproxy(&["plugins"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("protocols: dubbo, kv, thrift"), "{text}");
+    assert!(text.contains("protocols: dubbo, thrift"), "{text}");
     assert!(text.contains("filters: deny, local_ratelimit"), "{text}");
 }
 
@@ -109,7 +117,7 @@ fn inspects_real_dubbo_captures() {
     assert_eq!(first["operation"], "org.apache.dubbo.demo.DemoService/sayHello");
     assert_eq!(first["kvs"]["dubbo_version"], "2.4.10");
     assert!(lines.iter().any(|l| l["kvs"]["batchjob"] == "true"));
-    assert!(lines.iter().any(|l| l["message_type"] == "heartbeat"));
+    assert!(lines.iter().any(|l| l["message_type"] == "ping"));
     assert!(lines.iter().any(|l| l["message_type"] == "error" && l["kvs"]["status"] == "60"));
 }
 

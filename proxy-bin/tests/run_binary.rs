@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use metaproxy_runtime::demo::client::Client;
-use metaproxy_runtime::demo::provider::{self, Behavior};
+use metaproxy_demo_peers::client::Client;
+use metaproxy_demo_peers::provider::{self, Behavior};
 
 fn write_config(name: &str, text: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("run-binary");

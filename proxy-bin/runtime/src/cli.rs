@@ -5,15 +5,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use metaprotocol_core::{ConfigValue, Registry};
+use metaprotocol_core::ConfigValue;
 
 use crate::inspect::inspect_file;
+use crate::registry::Registry;
 use crate::RuntimeError;
 
 /// metaproxy: an L7 proxy for RPC protocols (Dubbo, Thrift and your own), routing on message
 /// metadata.
 #[derive(Debug, Parser)]
-#[command(name = "metaproxy", version, about, long_about = None)]
+#[command(
+    name = "metaproxy",
+    version,
+    about = "metaproxy: an L7 proxy for RPC protocols (Dubbo, Thrift and your own) that routes on message metadata",
+    long_about = None
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -76,12 +82,14 @@ fn init_logs(default: &str) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(true).with_writer(std::io::stderr).try_init();
 }
 
-fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, RuntimeError> {
+/// The main thread's runtime: signals, the admin endpoint, DNS refreshes and the demo's clients.
+/// Requests are served by the workers, each on a thread and runtime of its own.
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, RuntimeError> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers.max(1))
+        .worker_threads(threads.max(1))
         .enable_all()
         .build()
-        .map_err(RuntimeError::Output)
+        .map_err(RuntimeError::Runtime)
 }
 
 async fn wait_for_signal() {
@@ -119,8 +127,7 @@ pub fn run(registry: &Registry, command: Command, out: &mut dyn Write) -> Result
         Command::Inspect { protocol, codec_options, files } => {
             let options: ConfigValue = match codec_options {
                 None => ConfigValue::Null,
-                Some(text) => serde_json::from_str(&text)
-                    .map_err(|e| RuntimeError::Usage(format!("--codec-options is not valid JSON: {e}")))?,
+                Some(text) => serde_json::from_str(&text).map_err(RuntimeError::CodecOptions)?,
             };
             // Check the protocol and options once, before reading any file.
             registry.configure_codec(&protocol, &options)?;
@@ -134,7 +141,7 @@ pub fn run(registry: &Registry, command: Command, out: &mut dyn Write) -> Result
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Command::Check { config } => {
-            let cfg = crate::config::load_file(&config, registry).map_err(|e| RuntimeError::Usage(e.to_string()))?;
+            let cfg = crate::config::load_file(&config, registry)?;
             writeln!(
                 out,
                 "{}: OK ({} listeners, {} clusters)",
@@ -146,9 +153,9 @@ pub fn run(registry: &Registry, command: Command, out: &mut dyn Write) -> Result
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {
-            let cfg = crate::config::load_file(&config, registry).map_err(|e| RuntimeError::Usage(e.to_string()))?;
+            let cfg = crate::config::load_file(&config, registry)?;
             init_logs("info");
-            runtime(cfg.workers)?.block_on(async move {
+            runtime(1)?.block_on(async move {
                 let running = crate::server::start(cfg).await?;
                 wait_for_signal().await;
                 tracing::info!("shutting down: draining in-flight requests");
@@ -158,9 +165,13 @@ pub fn run(registry: &Registry, command: Command, out: &mut dyn Write) -> Result
         }
         Command::Demo { config, duration, connections, batch_share } => {
             init_logs("warn");
-            let duration = metaprotocol_core::route::config::parse_duration(&duration).map_err(RuntimeError::Usage)?;
+            let duration = metaprotocol_core::route::config::parse_duration(&duration)
+                .map_err(|message| RuntimeError::Argument { argument: "--duration", message })?;
             if !(0.0..=1.0).contains(&batch_share) {
-                return Err(RuntimeError::Usage("--batch-share must be between 0 and 1".into()));
+                return Err(RuntimeError::Argument {
+                    argument: "--batch-share",
+                    message: "must be between 0 and 1".into(),
+                });
             }
             let opts = crate::demo::DemoOptions {
                 duration,

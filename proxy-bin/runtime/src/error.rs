@@ -1,8 +1,12 @@
-//! [`RuntimeError`]: what the runtime reports to the command line.
+//! [`RuntimeError`]: what the runtime reports to the command line. Every variant keeps its source.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use metaprotocol_core::{CodecError, ConfigError};
+use metaproxy_access_log::AccessLogError;
+
+use crate::config::LoadError;
 
 /// Errors of the runtime crate.
 #[derive(Debug, thiserror::Error)]
@@ -16,9 +20,12 @@ pub enum RuntimeError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// Configuration was refused (unknown codec, bad options).
-    #[error("{0}")]
+    /// A plugin refused its configuration (unknown codec, bad options).
+    #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A configuration file was refused (`file:line: field: message`).
+    #[error(transparent)]
+    Load(#[from] LoadError),
     /// A capture does not decode.
     #[error("{path}: byte offset {offset}: {source}")]
     Decode {
@@ -41,8 +48,49 @@ pub enum RuntimeError {
     },
     /// Writing the output failed.
     #[error("writing output: {0}")]
-    Output(std::io::Error),
-    /// Bad command-line input.
-    #[error("{0}")]
-    Usage(String),
+    Output(#[source] std::io::Error),
+    /// A socket could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A runtime or worker thread could not be started.
+    #[error("cannot start a worker: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// A worker did not report that it serves.
+    #[error("a worker did not start")]
+    WorkerStart,
+    /// A listener's routes do not compile in a worker.
+    #[error("listener `{listener}`: {source}")]
+    Routes {
+        /// The listener.
+        listener: String,
+        /// Why.
+        source: ConfigError,
+    },
+    /// The access log could not be started.
+    #[error("access log: {0}")]
+    AccessLog(#[source] AccessLogError),
+    /// `--codec-options` is not JSON.
+    #[error("--codec-options is not valid JSON: {0}")]
+    CodecOptions(#[source] serde_json::Error),
+    /// A command-line argument is out of range.
+    #[error("{argument}: {message}")]
+    Argument {
+        /// The argument.
+        argument: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The demo could not start a provider.
+    #[error("cannot start a demo provider on {address}: {source}")]
+    DemoProvider {
+        /// Where.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }

@@ -10,20 +10,13 @@ use std::io::Write;
 use std::path::Path;
 
 use bytes::BytesMut;
-use metaprotocol_core::{ConfigValue, Message, Registry};
+use metaprotocol_core::{Codec, ConfigValue, Metadata};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
+use crate::plan::Summary;
+use crate::registry::Registry;
 use crate::RuntimeError;
-
-/// Totals for one inspected file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Summary {
-    /// Messages decoded.
-    pub messages: u64,
-    /// Bytes consumed.
-    pub bytes: u64,
-}
 
 #[derive(Serialize)]
 struct Line<'a> {
@@ -38,14 +31,14 @@ struct Line<'a> {
     body_size: u32,
     operation: String,
     #[serde(serialize_with = "kvs_as_map")]
-    kvs: &'a Message,
+    kvs: &'a Metadata,
 }
 
-fn kvs_as_map<S: Serializer>(msg: &&Message, s: S) -> Result<S::Ok, S::Error> {
-    let kvs = &msg.metadata.kvs;
+fn kvs_as_map<S: Serializer>(metadata: &&Metadata, s: S) -> Result<S::Ok, S::Error> {
+    let kvs = &metadata.kvs;
     let mut map = s.serialize_map(Some(kvs.len()))?;
-    for e in kvs {
-        map.serialize_entry(&String::from_utf8_lossy(&e.key), &String::from_utf8_lossy(&e.value))?;
+    for (k, v) in kvs.iter() {
+        map.serialize_entry(&String::from_utf8_lossy(k), &String::from_utf8_lossy(v))?;
     }
     map.end()
 }
@@ -60,9 +53,26 @@ pub fn inspect_file(
     out: &mut dyn Write,
 ) -> Result<Summary, RuntimeError> {
     let data = std::fs::read(path).map_err(|source| RuntimeError::Io { path: path.to_path_buf(), source })?;
-    let mut codec = registry.configure_codec(protocol, options)?.new_codec();
-    let name = path.display().to_string();
-    let mut buf = BytesMut::from(&data[..]);
+    let protocol = registry.configure_codec(protocol, options)?;
+    protocol.inspect(&path.display().to_string(), &data, out).map_err(|e| match e {
+        RuntimeError::Decode { offset, source, .. } => {
+            RuntimeError::Decode { path: path.to_path_buf(), offset, source }
+        }
+        RuntimeError::Truncated { offset, left, .. } => {
+            RuntimeError::Truncated { path: path.to_path_buf(), offset, left }
+        }
+        other => other,
+    })
+}
+
+/// Decodes `data` (named `name` in the output) with `codec` and writes one JSON line per message.
+pub fn inspect_stream<C: Codec>(
+    mut codec: C,
+    name: &str,
+    data: &[u8],
+    out: &mut dyn Write,
+) -> Result<Summary, RuntimeError> {
+    let mut buf = BytesMut::from(data);
     let mut summary = Summary::default();
     loop {
         let offset = summary.bytes;
@@ -70,7 +80,7 @@ pub fn inspect_file(
             Ok(Some(msg)) => {
                 let md = &msg.metadata;
                 let line = Line {
-                    file: &name,
+                    file: name,
                     offset,
                     size: msg.len(),
                     message_type: md.message_type.as_str(),
@@ -80,7 +90,7 @@ pub fn inspect_file(
                     header_size: md.header_size,
                     body_size: md.body_size,
                     operation: md.operation().to_string(),
-                    kvs: &msg,
+                    kvs: md,
                 };
                 serde_json::to_writer(&mut *out, &line).map_err(|e| RuntimeError::Output(e.into()))?;
                 out.write_all(b"\n").map_err(RuntimeError::Output)?;
@@ -88,10 +98,10 @@ pub fn inspect_file(
                 summary.bytes += msg.len() as u64;
             }
             Ok(None) if buf.is_empty() => return Ok(summary),
-            Ok(None) => return Err(RuntimeError::Truncated { path: path.to_path_buf(), offset, left: buf.len() }),
+            Ok(None) => return Err(RuntimeError::Truncated { path: name.into(), offset, left: buf.len() }),
             Err(source) => {
                 let at = offset + source.offset().unwrap_or(0) as u64;
-                return Err(RuntimeError::Decode { path: path.to_path_buf(), offset: at, source });
+                return Err(RuntimeError::Decode { path: name.into(), offset: at, source });
             }
         }
     }

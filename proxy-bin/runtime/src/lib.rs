@@ -11,31 +11,47 @@
 //! }
 //! ```
 //!
-//! * [`cli`]: the command line (`inspect`; `run`, `check` and `demo` arrive with the proxy).
-//! * [`inspect`]: decodes captured byte streams with a registered codec and prints JSON.
+//! * [`config`]: the YAML configuration and its validation.
+//! * [`Registry`]: codecs and filters by name; registering a codec is where its type is erased
+//!   ([`plan::Protocol`]).
+//! * [`server`]: starts the workers (shared-nothing event loops, one thread each) and drains them.
+//! * [`upstream`]: clusters as workers share them: endpoint sets, load balancing, circuit
+//!   breakers, DNS discovery.
+//! * [`admin`]: `/metrics` and `/ready`; [`stats`]: the counters behind them.
+//! * [`cli`]: the command line; [`inspect`]: the capture inspector.
+//!
+//! `docs/ARCHITECTURE.md` describes the worker model and a request's life through it.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod cli;
 pub mod config;
-pub mod demo;
+mod demo;
 mod error;
 pub mod inspect;
+pub mod plan;
+mod protocol;
+mod registry;
 pub mod server;
+pub mod stats;
 pub mod upstream;
+mod worker;
 
 pub use error::RuntimeError;
+pub use registry::Registry;
+pub use worker::DEFAULT_TIMEOUT;
 
-use metaprotocol_core::{ConfigError, Registry};
+use metaprotocol_core::ConfigError;
 
 /// A registry holding everything built into metaproxy: the built-in codecs (`dubbo`, `thrift`) and
-/// filters.
-/// Plugin binaries start from it and register their own codecs.
+/// filters. Plugin binaries start from it and register their own codecs.
 pub fn default_registry() -> Result<Registry, ConfigError> {
     let mut registry = Registry::new();
     registry.register_codec(metaprotocol_dubbo::DubboCodecFactory)?;
     registry.register_codec(metaprotocol_thrift::ThriftCodecFactory)?;
-    metaprotocol_filters::register_builtin_filters(&mut registry)?;
+    for filter in metaprotocol_filters::builtin_filters() {
+        registry.register_filter(filter)?;
+    }
     Ok(registry)
 }

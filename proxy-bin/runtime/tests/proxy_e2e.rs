@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::{call, client, dead_address, provider, proxy, status, SERVICE};
 use metaprotocol_core::MessageType;
-use metaproxy_runtime::demo::client::Client;
-use metaproxy_runtime::demo::provider::Behavior;
+use metaproxy_demo_peers::client::Client;
+use metaproxy_demo_peers::provider::Behavior;
 
 const SUBSETS: &str = r#"
 listeners:
@@ -245,11 +245,11 @@ async fn oneway_requests_are_forwarded_without_a_reply() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_pipelining_connections_share_two_upstream_connections() {
+async fn a_thousand_pipelining_connections_share_one_upstream_connection_per_worker() {
     let _ = rlimit::increase_nofile_limit(8192);
     let p = provider("p", Behavior::default()).await;
-    let running =
-        proxy(&single("", "    connections_per_endpoint: 2\n    endpoints: [{ address: \"{p}\" }]"), &[&p]).await;
+    let yaml = format!("workers: 2\n{}", single("", "    endpoints: [{ address: \"{p}\" }]"));
+    let running = proxy(&yaml, &[&p]).await;
     let mut clients = Vec::new();
     for _ in 0..1000 {
         clients.push(Client::connect(running.address("in").unwrap()).await.unwrap());
@@ -260,7 +260,7 @@ async fn a_thousand_pipelining_connections_share_two_upstream_connections() {
     assert!(results.iter().all(|m| status(m) == "20"));
     assert_eq!(p.stats.total(), 4000);
     assert!(running.downstream_connections() >= 1000);
-    assert!(running.upstream_connections("in", "c") <= 2, "{}", running.upstream_connections("in", "c"));
+    assert!(running.upstream_connections("c") <= 2, "{}", running.upstream_connections("c"));
     assert!(p.stats.connections.load(Ordering::Relaxed) <= 2);
     running.shutdown().await;
 }

@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::{call, client, provider, proxy, status};
-use metaproxy_runtime::demo::provider::Behavior;
+use metaproxy_demo_peers::provider::Behavior;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
@@ -35,6 +35,7 @@ listeners:
 clusters:
   - { name: c, endpoints: [{ address: "{p}" }] }
 access_log: { format: json }
+workers: 1
 "#;
     let running = proxy(yaml, &[&p]).await;
     let c = client(&running).await;
@@ -46,13 +47,14 @@ access_log: { format: json }
     let metrics = http_get(admin, "/metrics").await;
     assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
     for line in [
-        "metaproxy_requests_total{listener=\"in\"} 4",
+        "metaproxy_downstream_rq_total{listener=\"in\"} 4",
         "metaproxy_request_outcomes_total{listener=\"in\",outcome=\"response\"} 3",
         "metaproxy_local_replies_total{listener=\"in\",kind=\"route_not_found\"} 1",
-        // Three calls rotate over the pool's two connection slots.
-        "metaproxy_upstream_connections{listener=\"in\",cluster=\"c\"} 2",
+        // One worker multiplexes every call on its one connection to the endpoint.
+        "metaproxy_upstream_cx_active{cluster=\"c\"} 1",
+        "metaproxy_upstream_rq_total{cluster=\"c\"} 3",
         "metaproxy_downstream_connections 1",
-        "# TYPE metaproxy_requests_total counter",
+        "# TYPE metaproxy_downstream_rq_total counter",
     ] {
         assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
     }

@@ -3,17 +3,24 @@
 //! cluster and subset that exist, addresses and durations parse) and build the runtime form.
 //! Every error names the file, the line and the field.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use metaprotocol_core::route::config::parse_duration;
-use metaprotocol_core::{ConfigError, ConfigValue, FilterChain, NewCodec, Registry, RouteTable};
+use metaprotocol_core::{ConfigError, ConfigValue, FilterChain, RouteTable};
 use serde_saphyr::Spanned;
 
-use super::model::{AccessLogConfig, Config, LbPolicy};
+use super::model::{AccessLogConfig, Config};
+use crate::plan::ListenerSpec;
+use crate::registry::Registry;
+use crate::upstream::{ClusterSpec, DnsSpec, EndpointSpec, Limits};
+
+/// The largest `max_requests` a cluster may set: the workers' timer wheels hold at most 2^30
+/// entries (two per request with per-try timeouts).
+const MAX_REQUESTS_LIMIT: usize = 1 << 28;
 
 /// A configuration error located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,77 +46,8 @@ impl std::fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// A validated listener.
-pub struct ListenerSpec {
-    /// Its name.
-    pub name: Arc<str>,
-    /// Where it listens.
-    pub address: SocketAddr,
-    /// The codec name.
-    pub protocol: String,
-    /// Makes a codec per connection (downstream and upstream).
-    pub new_codec: Arc<dyn NewCodec>,
-    /// Its filters.
-    pub filters: FilterChain,
-    /// Its routes.
-    pub routes: RouteTable,
-    /// In-flight limit per downstream connection.
-    pub max_requests_per_connection: usize,
-}
-
-/// A validated cluster.
-#[derive(Clone, Debug)]
-pub struct ClusterSpec {
-    /// Its name.
-    pub name: Arc<str>,
-    /// Load balancing.
-    pub lb: LbPolicy,
-    /// Connect timeout.
-    pub connect_timeout: Duration,
-    /// Static endpoints.
-    pub endpoints: Vec<EndpointSpec>,
-    /// DNS discovery, if configured.
-    pub dns: Option<DnsSpec>,
-    /// Subsets by name.
-    pub subsets: BTreeMap<String, BTreeMap<String, String>>,
-    /// Connections per endpoint.
-    pub connections_per_endpoint: usize,
-    /// Circuit breaker limits.
-    pub limits: Limits,
-}
-
-/// A static endpoint.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EndpointSpec {
-    /// Its address.
-    pub address: SocketAddr,
-    /// Its labels.
-    pub labels: BTreeMap<String, String>,
-}
-
-/// DNS discovery settings.
-#[derive(Clone, Debug)]
-pub struct DnsSpec {
-    /// `name:port`.
-    pub address: String,
-    /// Re-resolution interval.
-    pub refresh: Duration,
-    /// Labels for every resolved endpoint.
-    pub labels: BTreeMap<String, String>,
-}
-
-/// Circuit breaker limits of a cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Upstream connections.
-    pub max_connections: usize,
-    /// Requests waiting for a connection.
-    pub max_pending: usize,
-    /// Requests in flight.
-    pub max_requests: usize,
-}
-
 /// A whole validated configuration.
+#[derive(Debug)]
 pub struct ProxyConfig {
     /// Admin address.
     pub admin: Option<SocketAddr>,
@@ -117,12 +55,12 @@ pub struct ProxyConfig {
     pub workers: usize,
     /// Drain timeout.
     pub drain_timeout: Duration,
-    /// Access log settings.
+    /// Access log settings (checked: its format compiles).
     pub access_log: AccessLogConfig,
     /// Listeners.
     pub listeners: Vec<ListenerSpec>,
-    /// Clusters by name.
-    pub clusters: HashMap<Arc<str>, ClusterSpec>,
+    /// Clusters, in file order.
+    pub clusters: Vec<ClusterSpec>,
 }
 
 struct Ctx<'a> {
@@ -196,18 +134,28 @@ pub fn load_str(text: &str, file: &str, registry: &Registry) -> Result<ProxyConf
             a.address.value.parse().map_err(|e| cx.err(&a.address, "admin.address", format!("not an address: {e}")))?,
         ),
     };
+    let access_log = match raw.access_log {
+        None => AccessLogConfig::default(),
+        Some(a) => {
+            if let Err(e) = a.value.compile() {
+                let field = e.field().map_or_else(|| "access_log".to_string(), |f| format!("access_log.{f}"));
+                return Err(cx.err(&a, field, e.to_string()));
+            }
+            a.value
+        }
+    };
     Ok(ProxyConfig {
         admin,
         workers,
         drain_timeout: cx.duration(&raw.drain_timeout, "drain_timeout", Duration::from_secs(10))?,
-        access_log: raw.access_log,
+        access_log,
         listeners,
         clusters,
     })
 }
 
-fn clusters(cx: &Ctx<'_>, raw: &Config) -> Result<HashMap<Arc<str>, ClusterSpec>, LoadError> {
-    let mut out = HashMap::new();
+fn clusters(cx: &Ctx<'_>, raw: &Config) -> Result<Vec<ClusterSpec>, LoadError> {
+    let mut out: Vec<ClusterSpec> = Vec::new();
     for (i, c) in raw.clusters.iter().enumerate() {
         let at = format!("clusters[{i}]");
         let v = &c.value;
@@ -251,11 +199,21 @@ fn clusters(cx: &Ctx<'_>, raw: &Config) -> Result<HashMap<Arc<str>, ClusterSpec>
                 ));
             }
         }
-        let per_endpoint = v.connections_per_endpoint.unwrap_or(2);
+        let per_endpoint = v.connections_per_endpoint.unwrap_or(1);
         if per_endpoint == 0 {
             return Err(cx.err(c, format!("{at}.connections_per_endpoint"), "must be at least 1"));
         }
         let b = &v.circuit_breakers;
+        let limit = |value: &Option<Spanned<usize>>, name: &str, default: usize, min: usize| match value {
+            None => Ok(default),
+            Some(n) if n.value < min => {
+                Err(cx.err(n, format!("{at}.circuit_breakers.{name}"), format!("must be at least {min}")))
+            }
+            Some(n) if n.value > MAX_REQUESTS_LIMIT => {
+                Err(cx.err(n, format!("{at}.circuit_breakers.{name}"), format!("must be at most {MAX_REQUESTS_LIMIT}")))
+            }
+            Some(n) => Ok(n.value),
+        };
         let spec = ClusterSpec {
             name: Arc::from(v.name.as_str()),
             lb: v.lb,
@@ -269,14 +227,15 @@ fn clusters(cx: &Ctx<'_>, raw: &Config) -> Result<HashMap<Arc<str>, ClusterSpec>
             subsets,
             connections_per_endpoint: per_endpoint,
             limits: Limits {
-                max_connections: b.max_connections.unwrap_or(1024).max(1),
-                max_pending: b.max_pending.unwrap_or(1024),
-                max_requests: b.max_requests.unwrap_or(65_536).max(1),
+                max_connections: limit(&b.max_connections, "max_connections", 1024, 1)?,
+                max_pending_requests: limit(&b.max_pending_requests, "max_pending_requests", 1024, 1)?,
+                max_requests: limit(&b.max_requests, "max_requests", 65_536, 1)?,
             },
         };
-        if out.insert(spec.name.clone(), spec).is_some() {
+        if out.iter().any(|o| o.name == spec.name) {
             return Err(cx.err(c, format!("{at}.name"), format!("duplicate cluster `{}`", v.name)));
         }
+        out.push(spec);
     }
     Ok(out)
 }
@@ -285,7 +244,7 @@ fn listeners(
     cx: &Ctx<'_>,
     raw: &Config,
     registry: &Registry,
-    clusters: &HashMap<Arc<str>, ClusterSpec>,
+    clusters: &[ClusterSpec],
 ) -> Result<Vec<ListenerSpec>, LoadError> {
     let mut names = HashSet::new();
     let mut out = Vec::new();
@@ -309,7 +268,7 @@ fn listeners(
             .parse()
             .map_err(|e| cx.err(&v.address, format!("{at}.address"), format!("not an address: {e}")))?;
         let options = v.codec.as_ref().map(|c| c.value.clone()).unwrap_or(ConfigValue::Null);
-        let new_codec = registry.configure_codec(&v.protocol.value, &options).map_err(|e| match (&v.codec, e) {
+        let protocol = registry.configure_codec(&v.protocol.value, &options).map_err(|e| match (&v.codec, e) {
             (Some(c), e @ ConfigError::Invalid { .. }) => cx.config_err(c, &format!("{at}.codec"), e),
             (_, e) => cx.err(&v.protocol, format!("{at}.protocol"), e.to_string()),
         })?;
@@ -340,7 +299,7 @@ fn listeners(
         })?;
         for (n, r) in v.routes.iter().enumerate() {
             for (route, dest) in routes.destinations().filter(|(route, _)| *route.name == *r.value.name) {
-                let cluster = clusters.get(&dest.cluster).ok_or_else(|| {
+                let cluster = clusters.iter().find(|c| c.name == dest.cluster).ok_or_else(|| {
                     cx.err(
                         r,
                         format!("{at}.routes[{n}]"),
@@ -358,13 +317,13 @@ fn listeners(
                 }
             }
         }
+        drop(routes);
         out.push(ListenerSpec {
             name: Arc::from(v.name.as_str()),
             address,
-            protocol: v.protocol.value.clone(),
-            new_codec,
+            protocol,
             filters: FilterChain::new(filters),
-            routes,
+            routes: specs,
             max_requests_per_connection: v.max_requests_per_connection.unwrap_or(1024).max(1),
         });
     }

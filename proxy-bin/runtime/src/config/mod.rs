@@ -3,4 +3,4 @@
 mod load;
 pub mod model;
 
-pub use load::{load_file, load_str, ClusterSpec, DnsSpec, EndpointSpec, Limits, ListenerSpec, LoadError, ProxyConfig};
+pub use load::{load_file, load_str, LoadError, ProxyConfig};

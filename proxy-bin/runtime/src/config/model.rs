@@ -4,7 +4,7 @@
 //! admin: { address: 127.0.0.1:9901 }            # optional
 //! workers: 2                                    # optional, default: number of cores
 //! drain_timeout: 10s                            # optional
-//! access_log: { format: text }                  # or json; optional
+//! access_log: { path: stderr, format: text }    # or json, text_format, json_format; optional
 //! listeners:
 //!   - name: dubbo-in
 //!     address: 127.0.0.1:20880
@@ -32,8 +32,11 @@
 use std::collections::BTreeMap;
 
 use metaprotocol_core::route::RouteSpec;
+pub use metaproxy_access_log::AccessLogConfig;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
+
+pub use crate::upstream::LbPolicy;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -42,7 +45,8 @@ pub struct Config {
     /// The admin endpoint (metrics, health).
     #[serde(default)]
     pub admin: Option<AdminConfig>,
-    /// Worker threads (default: the number of cores).
+    /// Worker threads, each an event loop that owns its connections (default: the number of
+    /// cores).
     #[serde(default)]
     pub workers: Option<Spanned<usize>>,
     /// How long in-flight requests may take to finish after a shutdown signal (default 10s).
@@ -50,7 +54,7 @@ pub struct Config {
     pub drain_timeout: Option<Spanned<String>>,
     /// Access log settings.
     #[serde(default)]
-    pub access_log: AccessLogConfig,
+    pub access_log: Option<Spanned<AccessLogConfig>>,
     /// Listeners.
     pub listeners: Vec<Spanned<ListenerConfig>>,
     /// Upstream clusters.
@@ -64,39 +68,6 @@ pub struct Config {
 pub struct AdminConfig {
     /// Address to serve `/metrics` and `/ready` on.
     pub address: Spanned<String>,
-}
-
-/// `access_log:`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccessLogConfig {
-    /// `text` (default) or `json`.
-    #[serde(default)]
-    pub format: AccessLogFormat,
-    /// Set to false to turn the access log off.
-    #[serde(default = "yes")]
-    pub enabled: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl Default for AccessLogConfig {
-    fn default() -> Self {
-        AccessLogConfig { format: AccessLogFormat::Text, enabled: true }
-    }
-}
-
-/// Access log line format.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccessLogFormat {
-    /// `key=value` pairs.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// `listeners[]`.
@@ -134,21 +105,6 @@ pub struct FilterConfig {
     pub config: Option<serde_json::Value>,
 }
 
-/// Load-balancing policy.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LbPolicy {
-    /// Each endpoint in turn.
-    #[default]
-    RoundRobin,
-    /// Uniformly at random.
-    Random,
-    /// The endpoint with fewest requests in flight (of two picked at random).
-    LeastRequest,
-    /// Consistent hashing on the route's `hash_keys`.
-    RingHash,
-}
-
 /// `clusters[]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,7 +126,8 @@ pub struct ClusterConfig {
     /// Named subsets of endpoints, selected by labels.
     #[serde(default)]
     pub subsets: Vec<Spanned<SubsetConfig>>,
-    /// Upstream connections per endpoint, shared by all downstream connections (default 2).
+    /// Upstream connections per endpoint in each worker, shared by all its downstream
+    /// connections (default 1: every request of a worker to an endpoint is multiplexed on one).
     #[serde(default)]
     pub connections_per_endpoint: Option<usize>,
     /// Limits that turn overload into fast over-limit replies.
@@ -213,17 +170,17 @@ pub struct SubsetConfig {
     pub labels: BTreeMap<String, String>,
 }
 
-/// `clusters[].circuit_breakers`.
+/// `clusters[].circuit_breakers` (Envoy's threshold names), over all workers.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreakerConfig {
     /// Most upstream connections open at once, over all endpoints (default 1024).
     #[serde(default)]
-    pub max_connections: Option<usize>,
+    pub max_connections: Option<Spanned<usize>>,
     /// Most requests waiting for an upstream connection to open (default 1024).
-    #[serde(default)]
-    pub max_pending: Option<usize>,
+    #[serde(default, alias = "max_pending")]
+    pub max_pending_requests: Option<Spanned<usize>>,
     /// Most requests in flight to the cluster (default 65536).
     #[serde(default)]
-    pub max_requests: Option<usize>,
+    pub max_requests: Option<Spanned<usize>>,
 }

@@ -6,9 +6,6 @@
 //! each kind each provider served with latency percentiles, then a verdict: batch traffic must
 //! never reach the user group.
 
-pub mod client;
-pub mod provider;
-
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,12 +13,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use metaprotocol_core::{MessageType, Registry};
+use metaprotocol_core::MessageType;
+use metaproxy_demo_peers::client::Client;
+use metaproxy_demo_peers::provider::{self, Behavior, Provider};
 
 use crate::config::{load_file, load_str, ProxyConfig};
+use crate::registry::Registry;
 use crate::RuntimeError;
-use client::Client;
-use provider::{Behavior, Provider};
 
 /// How the demo runs.
 #[derive(Clone, Debug)]
@@ -116,21 +114,22 @@ pub async fn run(
                 .replace("USER1", &user1.address.to_string())
                 .replace("USER2", &user2.address.to_string())
                 .replace("BATCH1", &batch1.address.to_string());
-            let cfg =
-                load_str(&text, "<embedded demo config>", registry).map_err(|e| RuntimeError::Usage(e.to_string()))?;
+            let cfg = load_str(&text, "<embedded demo config>", registry)?;
             let groups =
                 vec![(user1, "user".to_string()), (user2, "user".to_string()), (batch1, "batchjob".to_string())];
             (groups, cfg)
         }
         Some(path) => {
-            let cfg = load_file(path, registry).map_err(|e| RuntimeError::Usage(e.to_string()))?;
+            let cfg = load_file(path, registry)?;
             let providers = providers_for(&cfg).await?;
             (providers, cfg)
         }
     };
     let listener = proxy_config.listeners.first().map(|l| l.name.to_string()).unwrap_or_default();
     let running = crate::server::start(proxy_config).await?;
-    let target = running.address(&listener).ok_or_else(|| RuntimeError::Usage("no listener".into()))?;
+    let target = running
+        .address(&listener)
+        .ok_or(RuntimeError::Argument { argument: "--config", message: "the configuration has no listener".into() })?;
     writeln!(out, "metaproxy demo: proxy on {target} (listener `{listener}`), providers:").map_err(io)?;
     for (p, group) in &providers {
         writeln!(out, "  {:<10} {:<22} service_group={group}", p.name, p.address).map_err(io)?;
@@ -194,13 +193,12 @@ pub async fn run(
     for w in workers {
         let _ = w.await;
     }
-    let l = std::mem::take(&mut *latencies.lock().map_err(|_| RuntimeError::Usage("demo statistics lost".into()))?);
+    let l = latencies.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
     writeln!(out, "\nlatency through the proxy:").map_err(io)?;
     writeln!(out, "  user requests   {}", summary(&l.user)).map_err(io)?;
     writeln!(out, "  batch requests  {}", summary(&l.batch)).map_err(io)?;
     writeln!(out, "  errors          {}", l.errors).map_err(io)?;
-    writeln!(out, "upstream connections in use: {}", running.upstream_connections(&listener, "provider"))
-        .map_err(io)?;
+    writeln!(out, "upstream connections in use: {}", running.upstream_connections("provider")).map_err(io)?;
     let batch_at_user: u64 =
         providers.iter().filter(|(_, g)| g != "batchjob").map(|(p, _)| p.stats.batch.load(Ordering::Relaxed)).sum();
     let user_at_batch: u64 =
@@ -221,13 +219,13 @@ pub async fn run(
 /// Starts a provider at every static endpoint of the configuration, named after its labels.
 async fn providers_for(cfg: &ProxyConfig) -> Result<Vec<(Provider, String)>, RuntimeError> {
     let mut out = Vec::new();
-    for cluster in cfg.clusters.values() {
+    for cluster in &cfg.clusters {
         for (i, e) in cluster.endpoints.iter().enumerate() {
             let group = e.labels.get("service_group").cloned().unwrap_or_else(|| "default".into());
             let name = format!("{group}-{}", i + 1);
             let p = provider::spawn(e.address, &name, Behavior::default())
                 .await
-                .map_err(|err| RuntimeError::Usage(format!("cannot start a demo provider on {}: {err}", e.address)))?;
+                .map_err(|source| RuntimeError::DemoProvider { address: e.address, source })?;
             out.push((p, group));
         }
     }

@@ -1,52 +1,37 @@
-//! The proxy server: listeners accept connections, each served by [`downstream`]; requests run
-//! through [`request`]; clusters come from [`crate::upstream`].
+//! The process around the workers: clusters (with DNS discovery), the access-log writer, the
+//! listening sockets, the worker threads, the admin endpoint, and the drain.
+//!
+//! [`start`] builds what the workers share, binds one `SO_REUSEPORT` socket per worker and
+//! listener, starts the workers and waits until each serves; [`Running::shutdown`] drains them.
 
-mod access_log;
-mod downstream;
-pub mod request;
-pub mod stats;
+mod sockets;
+mod workers;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use metaproxy_access_log::{AccessLogStats, AccessLogWriter};
+use tokio::sync::watch;
 
-use crate::config::model::AccessLogConfig;
-use crate::config::{EndpointSpec, ListenerSpec, ProxyConfig};
-use crate::upstream::{Breaker, Cluster};
+use crate::admin::{self, AdminState};
+use crate::config::ProxyConfig;
+use crate::plan::{ListenerRun, Shared};
+use crate::stats::{ListenerStats, PerWorker};
+use crate::upstream::{dns, SharedCluster};
 use crate::RuntimeError;
-
-/// A listener with its clusters (pools speak the listener's protocol).
-pub struct ListenerRuntime {
-    /// The validated listener.
-    pub spec: ListenerSpec,
-    /// Its clusters by name.
-    pub clusters: HashMap<Arc<str>, Arc<Cluster>>,
-    /// Access log settings.
-    pub access_log: AccessLogConfig,
-    /// Counters.
-    pub stats: stats::ListenerStats,
-}
-
-/// Counts open downstream connections, to wait for them on shutdown.
-#[derive(Default)]
-struct Connections {
-    open: AtomicUsize,
-    closed: Notify,
-}
 
 /// A started proxy.
 pub struct Running {
     addresses: Vec<(Arc<str>, SocketAddr)>,
-    listeners: Vec<Arc<ListenerRuntime>>,
+    shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
-    connections: Arc<Connections>,
-    drain_timeout: Duration,
+    workers: Vec<workers::WorkerThread>,
+    process_open: Arc<AtomicUsize>,
     admin: Option<SocketAddr>,
+    access_log: Option<AccessLogWriter>,
+    access_log_stats: Arc<AccessLogStats>,
 }
 
 impl Running {
@@ -55,14 +40,9 @@ impl Running {
         self.addresses.iter().find(|(n, _)| &**n == listener).map(|(_, a)| *a)
     }
 
-    /// Open upstream connections of `cluster` as used by `listener`.
-    pub fn upstream_connections(&self, listener: &str, cluster: &str) -> usize {
-        self.listeners
-            .iter()
-            .filter(|l| &*l.spec.name == listener)
-            .filter_map(|l| l.clusters.get(cluster))
-            .map(|c| c.endpoints().all.iter().map(|e| e.pool.open_connections()).sum::<usize>())
-            .sum()
+    /// Open upstream connections to `cluster`, over every worker.
+    pub fn upstream_connections(&self, cluster: &str) -> usize {
+        self.shared.clusters.iter().filter(|c| c.name() == cluster).map(|c| c.open_connections()).sum()
     }
 
     /// The admin endpoint's address, when configured.
@@ -70,145 +50,118 @@ impl Running {
         self.admin
     }
 
-    /// Open downstream connections.
+    /// Open downstream connections, over every worker.
     pub fn downstream_connections(&self) -> usize {
-        self.connections.open.load(Ordering::Acquire)
+        self.process_open.load(Ordering::Acquire)
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to the drain timeout), then returns.
-    pub async fn shutdown(self) {
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The access log's counters.
+    pub fn access_log_stats(&self) -> &AccessLogStats {
+        &self.access_log_stats
+    }
+
+    /// Stops accepting, lets in-flight requests finish (each worker waits up to the drain
+    /// timeout), writes what the access log holds, then returns.
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        let wait = async {
-            while self.connections.open.load(Ordering::Acquire) > 0 {
-                let notified = self.connections.closed.notified();
-                if self.connections.open.load(Ordering::Acquire) == 0 {
-                    break;
-                }
-                notified.await;
-            }
-        };
-        if tokio::time::timeout(self.drain_timeout, wait).await.is_err() {
-            tracing::warn!(
-                open = self.connections.open.load(Ordering::Acquire),
-                "drain timeout: closing remaining connections"
-            );
+        for w in std::mem::take(&mut self.workers) {
+            let _ = w.done.await;
+            let _ = tokio::task::spawn_blocking(move || w.thread.join()).await;
+        }
+        if let Some(writer) = self.access_log.take() {
+            let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
         }
     }
 }
 
-/// Binds every listener and starts serving `config`.
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Dropped without `shutdown`: stop the workers anyway (their threads end on their own).
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Starts serving `config`: must be called inside a tokio runtime (DNS refreshes and the admin
+/// endpoint run on it; the workers run on threads of their own).
 pub async fn start(config: ProxyConfig) -> Result<Running, RuntimeError> {
-    let breakers: HashMap<Arc<str>, Arc<Breaker>> =
-        config.clusters.iter().map(|(n, c)| (n.clone(), Breaker::new(c.limits))).collect();
-    let (shutdown, watch_rx) = watch::channel(false);
-    let connections = Arc::new(Connections::default());
-    let mut addresses = Vec::new();
-    let mut runtimes = Vec::new();
-    for spec in config.listeners {
-        let socket = TcpListener::bind(spec.address)
-            .await
-            .map_err(|e| RuntimeError::Usage(format!("listener `{}`: cannot bind {}: {e}", spec.name, spec.address)))?;
-        let address = socket.local_addr().map_err(|e| RuntimeError::Usage(e.to_string()))?;
-        let mut clusters = HashMap::new();
-        for (name, cluster) in &config.clusters {
-            let breaker = breakers.get(name).cloned().unwrap_or_else(|| Breaker::new(cluster.limits));
-            let c = Cluster::new(cluster.clone(), breaker, spec.new_codec.clone());
-            if let Some(dns) = &cluster.dns {
-                // Resolve once before serving, so the first requests find endpoints.
-                resolve(&c, dns).await;
-                tokio::spawn(resolve_forever(Arc::downgrade(&c), dns.clone(), watch_rx.clone()));
-            }
-            clusters.insert(name.clone(), c);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut clusters = Vec::new();
+    for spec in config.clusters {
+        let dns_spec = spec.dns.clone();
+        let cluster = SharedCluster::new(spec);
+        if let Some(dns_spec) = dns_spec {
+            // Resolve once before serving, so the first requests find endpoints.
+            dns::resolve(&cluster, &dns_spec).await;
+            tokio::spawn(dns::refresh_forever(Arc::downgrade(&cluster), dns_spec, shutdown_rx.clone()));
         }
-        tracing::info!(listener = %spec.name, %address, protocol = %spec.protocol, "listening");
-        addresses.push((spec.name.clone(), address));
-        let runtime = Arc::new(ListenerRuntime {
-            spec,
-            clusters,
-            access_log: config.access_log.clone(),
-            stats: Default::default(),
-        });
-        runtimes.push(runtime.clone());
-        tokio::spawn(accept(socket, runtime, watch_rx.clone(), connections.clone()));
+        clusters.push(cluster);
+    }
+    let writer = AccessLogWriter::start(&config.access_log).map_err(RuntimeError::AccessLog)?;
+    let access_log_stats = writer.stats();
+    let workers = config.workers.max(1);
+    let mut runs: Vec<Vec<ListenerRun>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut addresses = Vec::new();
+    let mut listener_stats = Vec::new();
+    for spec in config.listeners {
+        let (sockets, bound) = sockets::bind(spec.address, workers)?;
+        let stats = Arc::new(PerWorker::<ListenerStats>::default());
+        let spec = Arc::new(spec);
+        tracing::info!(listener = %spec.name, address = %bound, protocol = spec.protocol.name(), workers, "listening");
+        addresses.push((spec.name.clone(), bound));
+        listener_stats.push((spec.name.clone(), stats.clone()));
+        for (socket, worker) in sockets.into_iter().zip(runs.iter_mut()) {
+            worker.push(ListenerRun { spec: spec.clone(), socket, stats: stats.register() });
+        }
+    }
+    let shared = Arc::new(Shared {
+        clusters,
+        shutdown: shutdown_rx.clone(),
+        drain_timeout: config.drain_timeout,
+        listener_stats,
+    });
+    let process_open = Arc::new(AtomicUsize::new(0));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let mut threads = Vec::new();
+    for (id, worker_runs) in runs.into_iter().enumerate() {
+        let log = writer.worker();
+        threads.push(workers::spawn(id, shared.clone(), worker_runs, log, process_open.clone(), ready_tx.clone())?);
+    }
+    drop(ready_tx);
+    let started = tokio::task::spawn_blocking(move || {
+        (0..workers)
+            .try_for_each(|_| ready_rx.recv_timeout(Duration::from_secs(30)).unwrap_or(Err(RuntimeError::WorkerStart)))
+    })
+    .await
+    .unwrap_or(Err(RuntimeError::WorkerStart));
+    if let Err(e) = started {
+        let _ = shutdown.send(true);
+        return Err(e);
     }
     let admin = match config.admin {
         None => None,
         Some(address) => {
-            let socket = crate::admin::bind(address)
-                .await
-                .map_err(|e| RuntimeError::Usage(format!("admin: cannot bind {address}: {e}")))?;
-            let bound = socket.local_addr().map_err(|e| RuntimeError::Usage(e.to_string()))?;
-            let open = connections.clone();
-            let state = crate::admin::AdminState {
-                listeners: runtimes.clone(),
-                downstream: Arc::new(move || open.open.load(Ordering::Acquire)),
+            let state = AdminState {
+                shared: shared.clone(),
+                downstream: process_open.clone(),
+                access_log: access_log_stats.clone(),
+                draining: shutdown_rx.clone(),
             };
-            tokio::spawn(crate::admin::serve(socket, Arc::new(state), watch_rx.clone()));
-            tracing::info!(address = %bound, "admin endpoint: /metrics, /ready");
-            Some(bound)
+            Some(admin::start(address, state, shutdown_rx.clone()).await?)
         }
     };
-    Ok(Running { addresses, listeners: runtimes, shutdown, connections, drain_timeout: config.drain_timeout, admin })
-}
-
-async fn accept(
-    socket: TcpListener,
-    listener: Arc<ListenerRuntime>,
-    mut shutdown: watch::Receiver<bool>,
-    connections: Arc<Connections>,
-) {
-    loop {
-        tokio::select! {
-            accepted = socket.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.open.fetch_add(1, Ordering::AcqRel);
-                    let (l, s, c) = (listener.clone(), shutdown.clone(), connections.clone());
-                    tokio::spawn(async move {
-                        downstream::serve(l, stream, Some(peer), s).await;
-                        c.open.fetch_sub(1, Ordering::AcqRel);
-                        c.closed.notify_waiters();
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = shutdown.changed() => break,
-        }
-    }
-}
-
-/// Resolves a DNS cluster's name once and installs the endpoints (static ones stay).
-async fn resolve(c: &Cluster, dns: &crate::config::DnsSpec) {
-    match tokio::net::lookup_host(&dns.address).await {
-        Ok(addrs) => {
-            let mut eps: Vec<EndpointSpec> =
-                addrs.map(|address| EndpointSpec { address, labels: dns.labels.clone() }).collect();
-            eps.sort_by_key(|e| e.address);
-            eps.dedup();
-            let mut all = c.spec.endpoints.clone();
-            all.extend(eps);
-            c.set_endpoints(&all);
-        }
-        Err(e) => {
-            tracing::warn!(cluster = %c.spec.name, error = %e, "DNS resolution failed; keeping the last endpoints")
-        }
-    }
-}
-
-/// Re-resolves a DNS cluster's name every `refresh`, while the cluster lives.
-async fn resolve_forever(
-    cluster: std::sync::Weak<Cluster>,
-    dns: crate::config::DnsSpec,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(dns.refresh) => {}
-            _ = shutdown.changed() => return,
-        }
-        let Some(c) = cluster.upgrade() else { return };
-        resolve(&c, &dns).await;
-    }
+    Ok(Running {
+        addresses,
+        shared,
+        shutdown,
+        workers: threads,
+        process_open,
+        admin,
+        access_log: Some(writer),
+        access_log_stats,
+    })
 }

@@ -1,13 +1,15 @@
-//! Upstreams: clusters, endpoints, load balancing, circuit breakers, and multiplexed connection
-//! pools.
+//! Upstreams as every worker shares them: cluster specs, the shared endpoint sets, circuit
+//! breakers, load balancing and DNS discovery. Connections and pools are not here: each worker
+//! owns its own (see `crate::worker`).
 
 mod breaker;
 mod cluster;
-mod connection;
+pub mod dns;
 mod error;
-mod pool;
+pub mod lb;
+pub mod spec;
 
-pub use breaker::{Breaker, Guard};
-pub use cluster::{Cluster, Endpoint, EndpointSet, PickError};
+pub use breaker::{Breaker, Resource};
+pub use cluster::{EndpointSet, SharedCluster, SharedEndpoint, EJECT_FOR};
 pub use error::UpstreamError;
-pub use pool::{Pool, Reply};
+pub use spec::{ClusterSpec, DnsSpec, EndpointSpec, LbPolicy, Limits};

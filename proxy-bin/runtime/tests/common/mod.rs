@@ -7,9 +7,8 @@ pub mod peers;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use metaprotocol_core::Message;
-use metaproxy_runtime::demo::client::Client;
-use metaproxy_runtime::demo::provider::{self, Behavior, Provider};
+use metaproxy_demo_peers::client::{Client, DubboMessage};
+use metaproxy_demo_peers::provider::{self, Behavior, Provider};
 use metaproxy_runtime::server::Running;
 
 pub const SERVICE: &str = "org.apache.dubbo.demo.DemoService";
@@ -35,14 +34,14 @@ pub async fn client(running: &Running) -> Client {
 }
 
 /// A call that must complete within 10 s (no request may hang).
-pub async fn call(c: &Client, method: &str, attachments: &[(&str, &str)]) -> Message {
+pub async fn call(c: &Client, method: &str, attachments: &[(&str, &str)]) -> DubboMessage {
     tokio::time::timeout(Duration::from_secs(10), c.call(SERVICE, method, "hi", attachments))
         .await
         .expect("the call hung")
         .expect("connection closed")
 }
 
-pub fn status(m: &Message) -> &str {
+pub fn status(m: &DubboMessage) -> &str {
     m.metadata.kvs.get_str("status").unwrap_or("?")
 }
 

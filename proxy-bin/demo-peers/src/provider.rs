@@ -88,8 +88,8 @@ async fn serve(stream: TcpStream, p: Provider, behavior: Behavior) {
         while let Ok(Some(msg)) = codec.decode(&mut buf) {
             let md = &msg.metadata;
             match md.message_type {
-                MessageType::Heartbeat => {
-                    if let Ok(Some(pong)) = codec.heartbeat_reply(&msg) {
+                MessageType::Ping => {
+                    if let Ok(pong) = codec.heartbeat_reply(&msg) {
                         let mut out = WireBuf::new();
                         let _ = codec.encode(&pong, &Mutation::new(), &mut out);
                         let _ = tx.send(out.take_bytes());
@@ -108,11 +108,8 @@ async fn serve(stream: TcpStream, p: Provider, behavior: Behavior) {
                         .kvs
                         .iter()
                         .skip(5)
-                        .map(|e| {
-                            (
-                                String::from_utf8_lossy(&e.key).into_owned(),
-                                String::from_utf8_lossy(&e.value).into_owned(),
-                            )
+                        .map(|(k, v)| {
+                            (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned())
                         })
                         .collect();
                     if let Ok(mut last) = p.stats.last_attachments.lock() {

@@ -13,7 +13,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-type Waiter = oneshot::Sender<Message>;
+/// A decoded Dubbo message.
+pub type DubboMessage = Message<<DubboCodec as Codec>::Layout>;
+
+type Waiter = oneshot::Sender<DubboMessage>;
 
 /// A client connection.
 #[derive(Clone, Debug)]
@@ -30,7 +33,7 @@ pub enum CallError {
     Closed,
     /// The request could not be built.
     #[error("cannot build the request: {0}")]
-    Build(String),
+    Build(#[source] metaprotocol_dubbo::hessian::HessianError),
 }
 
 impl Client {
@@ -81,10 +84,10 @@ impl Client {
         method: &str,
         arg: &str,
         attachments: &[(&str, &str)],
-    ) -> Result<Message, CallError> {
+    ) -> Result<DubboMessage, CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let req = build::Request { id, two_way: true, service, version: "1.0.0", method, args: &[arg], attachments };
-        let frame = req.to_frame().map_err(|e| CallError::Build(e.to_string()))?;
+        let frame = req.to_frame().map_err(CallError::Build)?;
         let (tx, rx) = oneshot::channel();
         self.tx.send((id, frame, Some(tx))).await.map_err(|_| CallError::Closed)?;
         rx.await.map_err(|_| CallError::Closed)
@@ -100,7 +103,7 @@ impl Client {
     ) -> Result<(), CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let req = build::Request { id, two_way: false, service, version: "1.0.0", method, args: &[arg], attachments };
-        let frame = req.to_frame().map_err(|e| CallError::Build(e.to_string()))?;
+        let frame = req.to_frame().map_err(CallError::Build)?;
         self.tx.send((id, frame, None)).await.map_err(|_| CallError::Closed)
     }
 }

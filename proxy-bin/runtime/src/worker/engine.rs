@@ -1,0 +1,189 @@
+//! [`Engine`]: one worker's state for one protocol — its cluster pools, the table of requests in
+//! flight, and the timers of those requests — and [`Exchange`], one request's state from decode
+//! to answer.
+//!
+//! A request in flight lives in the engine's slab under a key that never changes, whatever
+//! connection (retries) it is sent on; upstream connections map their request ids to that key,
+//! and the timer wheel refers to it. Nothing here is shared with another thread.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use metaprotocol_core::{Codec, Message, RequestContext};
+use metaproxy_access_log::WorkerLog;
+use tokio_util::time::{delay_queue, DelayQueue};
+
+use super::downstream::DownShared;
+use super::listener::ListenerRt;
+use super::pool::{ClusterPools, LoadGuard};
+use super::upstream::UpShared;
+use crate::upstream::{Resource, SharedCluster};
+
+/// Where a request's answer goes.
+pub(crate) enum Sink<C: Codec> {
+    /// Back to the client that sent it.
+    Client(Rc<DownShared<C>>),
+    /// Nowhere: a mirrored copy, whose answer is discarded.
+    Mirror,
+}
+
+/// Holds one unit of a cluster's `max_requests` until dropped.
+pub(crate) struct RequestTicket(Arc<SharedCluster>);
+
+impl RequestTicket {
+    /// One more request in flight to `cluster`, if under its limit.
+    pub fn acquire(cluster: &Arc<SharedCluster>) -> Option<Self> {
+        cluster.breaker.try_acquire(Resource::Requests).then(|| RequestTicket(cluster.clone()))
+    }
+}
+
+impl Drop for RequestTicket {
+    fn drop(&mut self) {
+        self.0.breaker.release(Resource::Requests);
+    }
+}
+
+/// The try in flight: the connection, the id the request has there, and the endpoint's load.
+pub(crate) struct Sent<C: Codec> {
+    /// The connection.
+    pub conn: Rc<UpShared<C>>,
+    /// The request's id on that connection.
+    pub id: u64,
+    /// Counts the request on its endpoint while the try lasts.
+    pub _load: LoadGuard<C>,
+}
+
+/// One request, from decode to answer.
+pub(crate) struct Exchange<C: Codec> {
+    /// Tells this exchange from a later one that reused its slab key.
+    pub seq: u64,
+    /// Where the answer goes.
+    pub sink: Sink<C>,
+    /// The listener that received it.
+    pub listener: Rc<ListenerRt<C>>,
+    /// What filters, routing and the access log see.
+    pub ctx: RequestContext,
+    /// The request as it goes on the wire (its key/values moved into `ctx`).
+    pub request: Message<C::Layout>,
+    /// The client's request id.
+    pub original_id: u64,
+    /// The cluster, once routed.
+    pub cluster: Option<Rc<ClusterPools<C>>>,
+    /// The request's hash, for ring hash.
+    pub hash: Option<u64>,
+    /// The cluster's `max_requests` unit.
+    pub ticket: Option<RequestTicket>,
+    /// Tries made.
+    pub attempts: u32,
+    /// Tries allowed.
+    pub max_tries: u32,
+    /// The try in flight.
+    pub sent: Option<Sent<C>>,
+    /// The whole request's deadline.
+    pub request_timer: Option<delay_queue::Key>,
+    /// The try's deadline.
+    pub try_timer: Option<delay_queue::Key>,
+    /// The endpoint of the last try.
+    pub upstream: Option<SocketAddr>,
+    /// When it was decoded.
+    pub started: Instant,
+    /// The same moment, on the wall clock (for the access log).
+    pub start_time: SystemTime,
+}
+
+/// What a timer is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TimerKind {
+    /// The route's timeout, over every try.
+    Request,
+    /// The retry policy's per-try timeout.
+    Try,
+}
+
+/// A timer entry: the exchange it belongs to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timer {
+    pub key: usize,
+    pub seq: u64,
+    pub kind: TimerKind,
+}
+
+/// The mutable part of an engine.
+pub(crate) struct EngineState<C: Codec> {
+    /// Requests in flight (two-way, sent or waiting for a connection).
+    pub inflight: slab::Slab<Exchange<C>>,
+    /// Their deadlines: one timing wheel per engine, polled by one task.
+    pub timers: DelayQueue<Timer>,
+    /// The last sequence number given.
+    pub next_seq: u64,
+}
+
+impl<C: Codec> EngineState<C> {
+    /// Cancels a timer, if it is still pending.
+    pub fn cancel(&mut self, timer: &mut Option<delay_queue::Key>) {
+        if let Some(key) = timer.take() {
+            let _ = self.timers.try_remove(&key);
+        }
+    }
+}
+
+/// One worker's state for one protocol (one codec configuration).
+pub(crate) struct Engine<C: Codec> {
+    /// The configured codec: cloned for each connection, and used for replies.
+    pub codec: C,
+    /// The protocol's name, for logs.
+    pub protocol: Arc<str>,
+    /// This worker's pools, one per cluster, in configuration order.
+    pub clusters: Vec<Rc<ClusterPools<C>>>,
+    /// Requests in flight and their timers.
+    pub state: RefCell<EngineState<C>>,
+    /// The worker's access log.
+    pub access_log: Rc<RefCell<WorkerLog>>,
+}
+
+impl<C: Codec> Engine<C> {
+    /// An engine for `codec` over `clusters`.
+    pub fn new(
+        codec: C,
+        protocol: Arc<str>,
+        clusters: &[Arc<SharedCluster>],
+        access_log: Rc<RefCell<WorkerLog>>,
+    ) -> Rc<Self> {
+        let engine = Rc::new(Engine {
+            codec,
+            protocol,
+            clusters: clusters.iter().map(|c| Rc::new(ClusterPools::new(c.clone()))).collect(),
+            state: RefCell::new(EngineState { inflight: slab::Slab::new(), timers: DelayQueue::new(), next_seq: 0 }),
+            access_log,
+        });
+        tokio::task::spawn_local(run_timers(engine.clone()));
+        engine
+    }
+
+    /// The pools of cluster `name`.
+    pub fn cluster(&self, name: &str) -> Option<&Rc<ClusterPools<C>>> {
+        self.clusters.iter().find(|c| c.shared.name() == name)
+    }
+
+    fn poll_timer(&self, cx: &mut Context<'_>) -> Poll<Option<Timer>> {
+        let mut state = self.state.borrow_mut();
+        match state.timers.poll_expired(cx) {
+            Poll::Ready(Some(expired)) => Poll::Ready(Some(expired.into_inner())),
+            // An empty queue: wait for the next insert, which wakes this task.
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The engine's timer task: fires deadlines as they pass, for as long as the worker runs.
+async fn run_timers<C: Codec>(engine: Rc<Engine<C>>) {
+    loop {
+        if let Some(timer) = std::future::poll_fn(|cx| engine.poll_timer(cx)).await {
+            engine.on_timer(timer);
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Socket reads and writes for poll-driven connections: read into a `BytesMut` when readable,
+//! write a [`WireBuf`] with vectored I/O when writable, registering the task's waker otherwise.
+
+use std::io::{self, IoSlice};
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use metaprotocol_core::WireBuf;
+use tokio::net::TcpStream;
+
+/// Free space guaranteed before each read: a read never sees a full buffer (which would read 0
+/// bytes and look like end of stream).
+const READ_RESERVE: usize = 16 * 1024;
+/// Chunks handed to one `writev`.
+const MAX_IOVECS: usize = 64;
+
+/// Reads what the socket has: `Ready(Ok(0))` at end of stream, `Pending` (waker registered) when
+/// nothing is there. The buffer is allocated on the first read, so idle connections cost no
+/// buffer.
+pub(crate) fn poll_read(stream: &TcpStream, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    loop {
+        if let Err(e) = std::task::ready!(stream.poll_read_ready(cx)) {
+            return Poll::Ready(Err(e));
+        }
+        if buf.capacity() - buf.len() < READ_RESERVE / 4 {
+            buf.reserve(READ_RESERVE);
+        }
+        match stream.try_read_buf(buf) {
+            Ok(n) => return Poll::Ready(Ok(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// Writes as much of `out` as the socket takes: `Ready(Ok(written))` once `out` is empty,
+/// `Pending` (waker registered) when the socket is full; `written` counts this call's bytes.
+pub(crate) fn poll_write(
+    stream: &TcpStream,
+    out: &mut WireBuf,
+    written: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while !out.is_empty() {
+        if let Err(e) = std::task::ready!(stream.poll_write_ready(cx)) {
+            return Poll::Ready(Err(e));
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let n = out.chunks_vectored(&mut slices);
+        match stream.try_write_vectored(slices.get(..n).unwrap_or(&[])) {
+            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Ok(k) => {
+                out.advance(k);
+                *written += k;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+    Poll::Ready(Ok(()))
+}

@@ -1,0 +1,127 @@
+//! A worker's own upstream pools: for each cluster, its view of the endpoint set and, per
+//! endpoint, the few connections this worker multiplexes its requests over.
+//!
+//! Nothing here is shared with another worker. The view is refreshed when the cluster's
+//! generation changes (a DNS answer changed): endpoints that stay keep their connections.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use metaprotocol_core::Codec;
+
+use super::upstream::UpShared;
+use crate::stats::ClusterStats;
+use crate::upstream::{EndpointSet, SharedCluster, SharedEndpoint};
+
+/// One endpoint in one worker: its connections and its requests in flight (for least request).
+pub(crate) struct EndpointPool<C: Codec> {
+    /// The endpoint as every worker shares it.
+    pub shared: Arc<SharedEndpoint>,
+    /// Open and opening connections.
+    pub conns: RefCell<Vec<Rc<UpShared<C>>>>,
+    next: Cell<usize>,
+    /// Requests in flight to this endpoint from this worker.
+    pub active: Cell<usize>,
+}
+
+impl<C: Codec> EndpointPool<C> {
+    fn new(shared: Arc<SharedEndpoint>) -> Self {
+        EndpointPool { shared, conns: RefCell::new(Vec::new()), next: Cell::new(0), active: Cell::new(0) }
+    }
+
+    /// The connection to use next (round robin over the live ones), or `None` when a new one
+    /// should be opened: fewer than `size` exist, or none is usable.
+    pub fn choose(&self, size: usize) -> Option<Rc<UpShared<C>>> {
+        let conns = self.conns.borrow();
+        if conns.len() < size {
+            return None;
+        }
+        let n = conns.len();
+        let start = self.next.get();
+        self.next.set(start.wrapping_add(1));
+        (0..n).filter_map(|k| conns.get((start + k) % n)).find(|c| c.usable()).cloned()
+    }
+
+    /// Adds a connection being opened.
+    pub fn add(&self, conn: Rc<UpShared<C>>) {
+        self.conns.borrow_mut().push(conn);
+    }
+
+    /// Forgets a connection that closed.
+    pub fn remove(&self, conn: &Rc<UpShared<C>>) {
+        self.conns.borrow_mut().retain(|c| !Rc::ptr_eq(c, conn));
+    }
+}
+
+/// Counts a request in flight to an endpoint until dropped: the least-request balancer's load,
+/// released on every path that ends a try (answer, reset, timeout, cancellation).
+pub(crate) struct LoadGuard<C: Codec>(pub Rc<EndpointPool<C>>);
+
+impl<C: Codec> LoadGuard<C> {
+    /// Counts one more request on `pool`.
+    pub fn new(pool: Rc<EndpointPool<C>>) -> Self {
+        pool.active.set(pool.active.get() + 1);
+        LoadGuard(pool)
+    }
+}
+
+impl<C: Codec> Drop for LoadGuard<C> {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get().saturating_sub(1));
+    }
+}
+
+/// The endpoints of a cluster as this worker sees them.
+pub(crate) struct View<C: Codec> {
+    /// The cluster generation this view was built from.
+    pub generation: u64,
+    /// The endpoint set.
+    pub set: Arc<EndpointSet>,
+    /// One pool per endpoint, in the set's order.
+    pub pools: Vec<Rc<EndpointPool<C>>>,
+}
+
+/// A cluster in one worker.
+pub(crate) struct ClusterPools<C: Codec> {
+    /// The cluster as every worker shares it.
+    pub shared: Arc<SharedCluster>,
+    /// This worker's counters for it.
+    pub stats: Arc<ClusterStats>,
+    view: RefCell<Rc<View<C>>>,
+    /// The round-robin position.
+    pub round_robin: Cell<usize>,
+}
+
+impl<C: Codec> ClusterPools<C> {
+    /// This worker's pools for `shared`.
+    pub fn new(shared: Arc<SharedCluster>) -> Self {
+        let stats = shared.stats.register();
+        let set = shared.endpoints();
+        let pools = set.endpoints.iter().map(|e| Rc::new(EndpointPool::new(e.clone()))).collect();
+        let view = View { generation: shared.generation(), set, pools };
+        ClusterPools { shared, stats, view: RefCell::new(Rc::new(view)), round_robin: Cell::new(0) }
+    }
+
+    /// The current view, rebuilt first when the cluster's endpoints changed.
+    pub fn view(&self) -> Rc<View<C>> {
+        let generation = self.shared.generation();
+        if self.view.borrow().generation != generation {
+            let set = self.shared.endpoints();
+            let old = self.view.borrow().clone();
+            let pools = set
+                .endpoints
+                .iter()
+                .map(|e| {
+                    old.pools
+                        .iter()
+                        .find(|p| Arc::ptr_eq(&p.shared, e))
+                        .cloned()
+                        .unwrap_or_else(|| Rc::new(EndpointPool::new(e.clone())))
+                })
+                .collect();
+            *self.view.borrow_mut() = Rc::new(View { generation, set, pools });
+        }
+        self.view.borrow().clone()
+    }
+}

@@ -1,0 +1,362 @@
+//! A request's way out, run to completion inside the worker as soon as it is decoded: filters,
+//! route, circuit breaker, load balancing, then encoding straight into the chosen upstream
+//! connection's buffer. No channel, no spawned task, no boxed future and no timer registration
+//! per request; only a filter that must wait parks its request in a task of its own.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use metaprotocol_core::route::Destination;
+use metaprotocol_core::{
+    ChainOutcome, ChainStep, Codec, LocalReply, Message, MessageType, Metadata, ReplyKind, RequestContext,
+    RouteDecision,
+};
+
+use super::downstream::DownShared;
+use super::engine::{Engine, EngineState, Exchange, RequestTicket, Sent, Sink, Timer, TimerKind};
+use super::listener::ListenerRt;
+use super::pool::{ClusterPools, EndpointPool, LoadGuard};
+use super::upstream::{self, ConnState, UpInner, UpShared};
+use crate::upstream::lb::{self, PickInput};
+use crate::upstream::{Resource, UpstreamError};
+
+/// Where a try goes: the endpoint and the connection to it.
+type Target<C> = (Rc<EndpointPool<C>>, Rc<UpShared<C>>);
+
+/// Applied when a route sets no timeout (Envoy's default), so that no request waits forever; also
+/// bounds how long a filter may keep a request parked.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl<C: Codec> Engine<C> {
+    /// Starts a request decoded on `down`.
+    pub(crate) fn on_request(
+        self: &Rc<Self>,
+        listener: &Rc<ListenerRt<C>>,
+        down: &Rc<DownShared<C>>,
+        mut request: Message<C::Layout>,
+    ) {
+        let started = Instant::now();
+        let metadata = request.take_metadata();
+        let original_id = metadata.request_id;
+        let mut ctx = RequestContext::new(metadata);
+        ctx.downstream_addr = down.peer;
+        down.inner.borrow_mut().inflight += 1;
+        listener.stats.downstream_rq_total.inc();
+        listener.stats.downstream_rq_active.inc();
+        let mut ex = Exchange {
+            seq: 0,
+            sink: Sink::Client(down.clone()),
+            listener: listener.clone(),
+            ctx,
+            request,
+            original_id,
+            cluster: None,
+            hash: None,
+            ticket: None,
+            attempts: 0,
+            max_tries: 1,
+            sent: None,
+            request_timer: None,
+            try_timer: None,
+            upstream: None,
+            started,
+            start_time: SystemTime::now(),
+        };
+        let step = listener.spec.filters.run_request(&mut ex.ctx, 0);
+        self.after_request_filters(ex, step);
+    }
+
+    fn after_request_filters(self: &Rc<Self>, mut ex: Exchange<C>, step: ChainStep) {
+        match step {
+            ChainStep::Done(ChainOutcome::Continue) => self.route(ex),
+            ChainStep::Done(ChainOutcome::Reply { reply, .. }) => self.reply_locally(ex, reply),
+            ChainStep::Done(ChainOutcome::Drop { .. }) => self.drop_request(ex),
+            ChainStep::Wait { index, pending } => {
+                // The request parks in a task of its own until the filter answers.
+                let engine = self.clone();
+                tokio::task::spawn_local(async move {
+                    match tokio::time::timeout(DEFAULT_TIMEOUT, pending).await {
+                        Ok(resume) => {
+                            let step = ex.listener.spec.filters.resume_request(&mut ex.ctx, index, resume);
+                            engine.after_request_filters(ex, step);
+                        }
+                        Err(_) => {
+                            let reply = LocalReply::new(ReplyKind::Timeout, "a filter did not answer in time");
+                            engine.reply_locally(ex, reply);
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// Routes a request whose filters all continued, and sends it.
+    fn route(self: &Rc<Self>, mut ex: Exchange<C>) {
+        if ex.ctx.route.is_none() {
+            let Some(route) = ex.listener.routes.find(&ex.ctx.request) else {
+                return self
+                    .reply_locally(ex, LocalReply::new(ReplyKind::RouteNotFound, "no route matched the request"));
+            };
+            let destination = route.pick(fastrand::u64(..)).clone();
+            ex.ctx.route = Some(RouteDecision { route: route.clone(), destination });
+        }
+        let Some(decision) = ex.ctx.route.as_ref() else { return };
+        let route = decision.route.clone();
+        let Some(cluster) = self.cluster(&decision.destination.cluster).cloned() else {
+            let message = format!("cluster `{}` does not exist", decision.destination.cluster);
+            return self.reply_locally(ex, LocalReply::new(ReplyKind::ClusterNotFound, message));
+        };
+        ex.hash = route.hash(&ex.ctx.request);
+        if !route.request_mutation.is_empty() {
+            ex.ctx.request_mutation.extend_from(&route.request_mutation);
+        }
+        if let Some(mirror) = route.mirror_for(fastrand::u64(..)) {
+            self.mirror(&ex, mirror);
+        }
+        let Some(ticket) = RequestTicket::acquire(&cluster.shared) else {
+            cluster.stats.upstream_rq_pending_overflow.inc();
+            let error =
+                UpstreamError::Overflow { cluster: cluster.shared.spec.name.clone(), resource: Resource::Requests };
+            return self.reply_locally(ex, LocalReply::new(error.reply_kind(), error.to_string()));
+        };
+        ex.ticket = Some(ticket);
+        ex.cluster = Some(cluster);
+        if ex.request.metadata.message_type == MessageType::Oneway {
+            return self.send_oneway(ex);
+        }
+        ex.max_tries = 1 + route.retries.count;
+        let timeout = route.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let key = self.insert(ex, timeout);
+        self.send_try(key);
+    }
+
+    /// Puts an exchange in the table of requests in flight, with its deadline.
+    fn insert(&self, mut ex: Exchange<C>, timeout: Duration) -> usize {
+        let mut state = self.state.borrow_mut();
+        let EngineState { inflight, timers, next_seq } = &mut *state;
+        let seq = state_seq(next_seq);
+        let entry = inflight.vacant_entry();
+        let key = entry.key();
+        ex.seq = seq;
+        ex.request_timer = Some(timers.insert(Timer { key, seq, kind: TimerKind::Request }, timeout));
+        entry.insert(ex);
+        key
+    }
+
+    /// Sends the next try of request `key`; a failure to send is a failed try.
+    pub(crate) fn send_try(self: &Rc<Self>, key: usize) {
+        if let Err(error) = self.try_send(key) {
+            self.fail_try(key, error);
+        }
+    }
+
+    fn try_send(self: &Rc<Self>, key: usize) -> Result<(), UpstreamError> {
+        let mut state = self.state.borrow_mut();
+        let EngineState { inflight, timers, .. } = &mut *state;
+        let Some(ex) = inflight.get_mut(key) else { return Ok(()) };
+        ex.attempts += 1;
+        let cluster = ex.cluster.clone().ok_or(UpstreamError::PerTryTimeout)?;
+        let (endpoint, conn) = self.connection_for(&cluster, &ex.ctx, ex.hash)?;
+        ex.upstream = Some(conn.address);
+        let mut inner = conn.inner.borrow_mut();
+        let pending_unit = inner.state == ConnState::Connecting;
+        if pending_unit && !cluster.shared.breaker.try_acquire(Resource::Pending) {
+            cluster.stats.upstream_rq_pending_overflow.inc();
+            return Err(UpstreamError::Overflow {
+                cluster: cluster.shared.spec.name.clone(),
+                resource: Resource::Pending,
+            });
+        }
+        let sent = encode_into(&self.codec, &mut inner, key, ex);
+        match sent {
+            Ok(id) => {
+                if pending_unit {
+                    inner.pending += 1;
+                }
+                UpShared::wake(&mut inner);
+                drop(inner);
+                ex.sent = Some(Sent { conn, id, _load: LoadGuard::new(endpoint) });
+                cluster.stats.upstream_rq_total.inc();
+                let per_try = ex.ctx.route.as_ref().and_then(|d| d.route.retries.per_try_timeout);
+                if let Some(t) = per_try {
+                    ex.try_timer = Some(timers.insert(Timer { key, seq: ex.seq, kind: TimerKind::Try }, t));
+                }
+                Ok(())
+            }
+            Err(error) => {
+                if pending_unit {
+                    cluster.shared.breaker.release(Resource::Pending);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Picks an endpoint of the request's cluster (and subset), and one of this worker's
+    /// connections to it, opening one when the pool is not full.
+    fn connection_for(
+        self: &Rc<Self>,
+        cluster: &Rc<ClusterPools<C>>,
+        ctx: &RequestContext,
+        hash: Option<u64>,
+    ) -> Result<Target<C>, UpstreamError> {
+        let view = cluster.view();
+        let no_endpoint = || UpstreamError::NoEndpoint { cluster: cluster.shared.spec.name.clone() };
+        let subset = match ctx.route.as_ref().and_then(|d| d.destination.subset.as_deref()) {
+            Some(name) => Some(view.set.subset_index(name).ok_or_else(no_endpoint)?),
+            None => None,
+        };
+        let input = PickInput {
+            policy: cluster.shared.spec.lb,
+            subset,
+            hash,
+            random: fastrand::u64(..),
+            now_ms: cluster.shared.now_ms(),
+        };
+        let mut round_robin = cluster.round_robin.get();
+        let picked = lb::pick(&view.set, input, &mut round_robin, |i| view.pools.get(i).map_or(0, |p| p.active.get()));
+        cluster.round_robin.set(round_robin);
+        let endpoint = picked.and_then(|i| view.pools.get(i)).cloned().ok_or_else(no_endpoint)?;
+        let conn = match endpoint.choose(cluster.shared.spec.connections_per_endpoint) {
+            Some(conn) => conn,
+            None => upstream::open(self, cluster, &endpoint).ok_or(UpstreamError::Overflow {
+                cluster: cluster.shared.spec.name.clone(),
+                resource: Resource::Connections,
+            })?,
+        };
+        Ok((endpoint, conn))
+    }
+
+    /// A try failed: retry when the route's policy allows it, else answer with the failure.
+    pub(crate) fn fail_try(self: &Rc<Self>, key: usize, error: UpstreamError) {
+        let retry = {
+            let mut state = self.state.borrow_mut();
+            let EngineState { inflight, timers, .. } = &mut *state;
+            let Some(ex) = inflight.get_mut(key) else { return };
+            if let Some(sent) = ex.sent.take() {
+                sent.conn.inner.borrow_mut().ids.remove(sent.id);
+            }
+            if let Some(t) = ex.try_timer.take() {
+                let _ = timers.try_remove(&t);
+            }
+            let policy = ex.ctx.route.as_ref().map(|d| &d.route.retries);
+            let allowed = ex.attempts < ex.max_tries
+                && error.retry_on().is_some_and(|on| policy.is_some_and(|p| p.retries_on(on)));
+            tracing::debug!(%error, attempt = ex.attempts, retry = allowed, "upstream try failed");
+            if allowed {
+                if let Some(c) = &ex.cluster {
+                    c.stats.upstream_rq_retry.inc();
+                }
+            }
+            allowed
+        };
+        if retry {
+            return self.send_try(key);
+        }
+        let Some(ex) = self.remove(key) else { return };
+        self.reply_locally(ex, LocalReply::new(error.reply_kind(), error.to_string()));
+    }
+
+    /// Takes request `key` out of the table, cancelling its timers.
+    pub(crate) fn remove(&self, key: usize) -> Option<Exchange<C>> {
+        let mut state = self.state.borrow_mut();
+        let mut ex = state.inflight.try_remove(key)?;
+        state.cancel(&mut ex.request_timer);
+        state.cancel(&mut ex.try_timer);
+        Some(ex)
+    }
+
+    /// Sends a one-way request: no id, no timer, no answer; it is over once encoded.
+    fn send_oneway(self: &Rc<Self>, mut ex: Exchange<C>) {
+        let Some(cluster) = ex.cluster.clone() else { return };
+        ex.attempts = 1;
+        let sent = self.connection_for(&cluster, &ex.ctx, ex.hash).and_then(|(_, conn)| {
+            ex.upstream = Some(conn.address);
+            let mut inner = conn.inner.borrow_mut();
+            let UpInner { encoder, out, .. } = &mut *inner;
+            encoder
+                .encode(&ex.request, &ex.ctx.request_mutation, out)
+                .map_err(|source| UpstreamError::Encode { source })?;
+            UpShared::wake(&mut inner);
+            Ok(())
+        });
+        match sent {
+            Ok(()) => {
+                cluster.stats.upstream_rq_total.inc();
+                self.finish(ex, super::response::Outcome::Sent, None);
+            }
+            Err(error) => self.reply_locally(ex, LocalReply::new(error.reply_kind(), error.to_string())),
+        }
+    }
+
+    /// Sends a copy of `ex` to `destination`, through that cluster's circuit breaker; its answer
+    /// is discarded.
+    fn mirror(self: &Rc<Self>, ex: &Exchange<C>, destination: &Destination) {
+        let Some(cluster) = self.cluster(&destination.cluster).cloned() else { return };
+        let Some(ticket) = RequestTicket::acquire(&cluster.shared) else {
+            cluster.stats.upstream_rq_mirror_overflow.inc();
+            return;
+        };
+        let Some(decision) = ex.ctx.route.as_ref() else { return };
+        cluster.stats.upstream_rq_mirrored.inc();
+        let mut ctx = RequestContext::new(Metadata::new(ex.ctx.request.message_type, ex.original_id));
+        ctx.request_mutation = ex.ctx.request_mutation.clone();
+        ctx.route = Some(RouteDecision { route: decision.route.clone(), destination: destination.clone() });
+        let copy = Exchange {
+            seq: 0,
+            sink: Sink::Mirror,
+            listener: ex.listener.clone(),
+            ctx,
+            request: ex.request.clone(),
+            original_id: ex.original_id,
+            cluster: Some(cluster),
+            hash: ex.hash,
+            ticket: Some(ticket),
+            attempts: 0,
+            max_tries: 1,
+            sent: None,
+            request_timer: None,
+            try_timer: None,
+            upstream: None,
+            started: ex.started,
+            start_time: ex.start_time,
+        };
+        if copy.request.metadata.message_type == MessageType::Oneway {
+            return self.send_oneway(copy);
+        }
+        let timeout = decision.route.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let key = self.insert(copy, timeout);
+        self.send_try(key);
+    }
+}
+
+/// The next sequence number, telling an exchange from a later one that reuses its slab key.
+fn state_seq(next: &mut u64) -> u64 {
+    *next = next.wrapping_add(1);
+    *next
+}
+
+/// Gives request `key` an id on the connection and encodes it into the connection's buffer.
+fn encode_into<C: Codec>(
+    codec: &C,
+    inner: &mut UpInner<C>,
+    key: usize,
+    ex: &mut Exchange<C>,
+) -> Result<u64, UpstreamError> {
+    let waiting = u32::try_from(key)
+        .map_err(|_| UpstreamError::Overflow { cluster: std::sync::Arc::from("-"), resource: Resource::Requests })?;
+    let Some(id) = inner.ids.insert(waiting) else {
+        return Err(UpstreamError::Overflow { cluster: std::sync::Arc::from("-"), resource: Resource::Requests });
+    };
+    let UpInner { encoder, out, ids, .. } = inner;
+    let encoded = codec
+        .rewrite_request_id(&mut ex.request, id)
+        .and_then(|_| encoder.encode(&ex.request, &ex.ctx.request_mutation, out));
+    match encoded {
+        Ok(()) => Ok(id),
+        Err(source) => {
+            ids.remove(id);
+            Err(UpstreamError::Encode { source })
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! A request's way back: an upstream response (matched by id, its client id restored, response
+//! filters run), a local reply, a timeout, or a lost connection, encoded straight into the client
+//! connection's buffer; then the access log line, `on_complete`, and the counters.
+
+use std::borrow::Cow;
+use std::rc::Rc;
+
+use metaprotocol_core::{
+    ChainOutcome, ChainStep, Codec, LocalReply, Message, MessageType, Metadata, Mutation, ReplyKind,
+};
+use metaproxy_access_log::{Entry, Lookup};
+
+use super::engine::{Engine, Exchange, Sink, Timer, TimerKind};
+use super::request::DEFAULT_TIMEOUT;
+use super::upstream::UpShared;
+use crate::upstream::UpstreamError;
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The upstream answered.
+    Response,
+    /// The proxy answered.
+    Local,
+    /// A one-way request was forwarded.
+    Sent,
+    /// A filter dropped it (the connection closes).
+    Dropped,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Response => "response",
+            Outcome::Local => "local_reply",
+            Outcome::Sent => "sent_oneway",
+            Outcome::Dropped => "dropped",
+        }
+    }
+}
+
+/// Metadata as the access log looks keys up in it.
+struct MetadataLookup<'a>(&'a Metadata);
+
+impl Lookup for MetadataLookup<'_> {
+    fn get(&self, key: &str) -> Option<&[u8]> {
+        self.0.get(key)
+    }
+}
+
+impl<C: Codec> Engine<C> {
+    /// An upstream response arrived on `conn`.
+    pub(crate) fn on_response(self: &Rc<Self>, conn: &Rc<UpShared<C>>, mut response: Message<C::Layout>) {
+        let id = response.metadata.request_id;
+        let Some(key) = conn.inner.borrow_mut().ids.remove(id) else {
+            tracing::debug!(id, "upstream answer to no request in flight (late or unknown); dropped");
+            return;
+        };
+        let Some(mut ex) = self.remove(key as usize) else { return };
+        ex.sent = None;
+        if let Err(e) = self.codec.rewrite_request_id(&mut response, ex.original_id) {
+            let reply = LocalReply::new(ReplyKind::InternalError, format!("cannot restore the request id: {e}"));
+            return self.reply_locally(ex, reply);
+        }
+        if ex.listener.spec.filters.is_empty() {
+            return self.write_response(ex, response);
+        }
+        ex.ctx.response = Some(response.take_metadata());
+        let step = ex.listener.spec.filters.run_response(&mut ex.ctx, ex.listener.spec.filters.len());
+        self.after_response_filters(ex, response, step);
+    }
+
+    fn after_response_filters(self: &Rc<Self>, mut ex: Exchange<C>, response: Message<C::Layout>, step: ChainStep) {
+        match step {
+            ChainStep::Done(ChainOutcome::Continue) => self.write_response(ex, response),
+            ChainStep::Done(ChainOutcome::Reply { reply, .. }) => self.reply_locally(ex, reply),
+            ChainStep::Done(ChainOutcome::Drop { .. }) => self.drop_request(ex),
+            ChainStep::Wait { index, pending } => {
+                let engine = self.clone();
+                tokio::task::spawn_local(async move {
+                    match tokio::time::timeout(DEFAULT_TIMEOUT, pending).await {
+                        Ok(resume) => {
+                            let step = ex.listener.spec.filters.resume_response(&mut ex.ctx, index, resume);
+                            engine.after_response_filters(ex, response, step);
+                        }
+                        Err(_) => {
+                            let reply = LocalReply::new(ReplyKind::Timeout, "a filter did not answer in time");
+                            engine.reply_locally(ex, reply);
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// Encodes the upstream's answer for the client, with the response mutations.
+    fn write_response(self: &Rc<Self>, ex: Exchange<C>, response: Message<C::Layout>) {
+        if let Sink::Client(down) = &ex.sink {
+            let route = ex.ctx.route.as_ref().map(|d| &d.route.response_mutation).filter(|m| !m.is_empty());
+            let mutation: Cow<'_, Mutation> = match route {
+                None => Cow::Borrowed(&ex.ctx.response_mutation),
+                Some(m) if ex.ctx.response_mutation.is_empty() => Cow::Borrowed(m),
+                Some(m) => {
+                    let mut all = ex.ctx.response_mutation.clone();
+                    all.extend_from(m);
+                    Cow::Owned(all)
+                }
+            };
+            let request = &ex.request;
+            down.deliver(|encoder, out| {
+                if let Err(error) = encoder.encode(&response, &mutation, out) {
+                    tracing::warn!(%error, "cannot encode the answer; sending an error reply");
+                    let reply =
+                        LocalReply::new(ReplyKind::InternalError, format!("cannot encode the response: {error}"));
+                    if let Ok(m) = encoder.local_reply(request, &reply) {
+                        let _ = encoder.encode(&m, &Mutation::new(), out);
+                    }
+                }
+            });
+        }
+        self.finish(ex, Outcome::Response, Some(&response.metadata));
+    }
+
+    /// Answers the client with a protocol-native error (nothing for a one-way request or a mirror).
+    pub(crate) fn reply_locally(self: &Rc<Self>, mut ex: Exchange<C>, reply: LocalReply) {
+        if ex.request.metadata.request_id != ex.original_id {
+            let _ = self.codec.rewrite_request_id(&mut ex.request, ex.original_id);
+        }
+        ex.ex_stats_local(reply.kind);
+        if let Sink::Client(down) = &ex.sink {
+            if ex.request.metadata.message_type != MessageType::Oneway {
+                let request = &ex.request;
+                down.deliver(|encoder, out| match encoder.local_reply(request, &reply) {
+                    Ok(m) => {
+                        let _ = encoder.encode(&m, &Mutation::new(), out);
+                    }
+                    Err(error) => tracing::debug!(%error, "the codec cannot build this reply"),
+                });
+            }
+        }
+        ex.ctx.local_reply = Some(reply);
+        self.finish(ex, Outcome::Local, None);
+    }
+
+    /// A filter dropped the request: the client's connection closes once the rest is answered.
+    pub(crate) fn drop_request(self: &Rc<Self>, ex: Exchange<C>) {
+        if let Sink::Client(down) = &ex.sink {
+            down.abort();
+        }
+        self.finish(ex, Outcome::Dropped, None);
+    }
+
+    /// A timer fired.
+    pub(crate) fn on_timer(self: &Rc<Self>, timer: Timer) {
+        {
+            let mut state = self.state.borrow_mut();
+            let Some(ex) = state.inflight.get_mut(timer.key) else { return };
+            if ex.seq != timer.seq {
+                return;
+            }
+            match timer.kind {
+                TimerKind::Request => ex.request_timer = None,
+                TimerKind::Try => ex.try_timer = None,
+            }
+        }
+        match timer.kind {
+            TimerKind::Try => {
+                if let Some(c) = self.state.borrow().inflight.get(timer.key).and_then(|ex| ex.cluster.clone()) {
+                    c.stats.upstream_rq_per_try_timeout.inc();
+                }
+                self.fail_try(timer.key, UpstreamError::PerTryTimeout);
+            }
+            TimerKind::Request => {
+                let Some(mut ex) = self.remove(timer.key) else { return };
+                if let Some(sent) = ex.sent.take() {
+                    // A late answer now finds no request and is dropped.
+                    sent.conn.inner.borrow_mut().ids.remove(sent.id);
+                }
+                if let Some(c) = &ex.cluster {
+                    c.stats.upstream_rq_timeout.inc();
+                }
+                let timeout = ex.ctx.route.as_ref().and_then(|d| d.route.timeout).unwrap_or(DEFAULT_TIMEOUT);
+                self.reply_locally(ex, LocalReply::new(ReplyKind::Timeout, format!("no response within {timeout:?}")));
+            }
+        }
+    }
+
+    /// An upstream connection ended (or never opened) with `stranded` requests on it.
+    pub(crate) fn on_connection_lost(
+        self: &Rc<Self>,
+        conn: &Rc<UpShared<C>>,
+        stranded: Vec<u32>,
+        error: &UpstreamError,
+    ) {
+        for key in stranded {
+            let key = key as usize;
+            let on_conn = self
+                .state
+                .borrow()
+                .inflight
+                .get(key)
+                .is_some_and(|ex| ex.sent.as_ref().is_some_and(|s| Rc::ptr_eq(&s.conn, conn)));
+            if on_conn {
+                if let Some(ex) = self.state.borrow_mut().inflight.get_mut(key) {
+                    // The id went with the connection.
+                    ex.sent = None;
+                }
+                self.fail_try(key, error.clone());
+            }
+        }
+    }
+
+    /// The end of every request: access log, `on_complete`, counters, and the client connection's
+    /// count of requests in flight. Dropping the exchange releases its circuit-breaker unit.
+    pub(crate) fn finish(self: &Rc<Self>, ex: Exchange<C>, outcome: Outcome, response: Option<&Metadata>) {
+        let listener = &ex.listener;
+        let Sink::Client(down) = &ex.sink else { return };
+        let stats = &listener.stats;
+        match outcome {
+            Outcome::Response => stats.responses.inc(),
+            Outcome::Sent => stats.oneway.inc(),
+            Outcome::Dropped => stats.dropped.inc(),
+            Outcome::Local => {}
+        }
+        stats.downstream_rq_active.dec();
+        {
+            let mut log = self.access_log.borrow_mut();
+            if log.enabled() {
+                let response = response.or(ex.ctx.response.as_ref());
+                let request = MetadataLookup(&ex.ctx.request);
+                let response_lookup = response.map(MetadataLookup);
+                let decision = ex.ctx.route.as_ref();
+                let entry = Entry {
+                    start_time: ex.start_time,
+                    duration: ex.started.elapsed(),
+                    listener: &listener.spec.name,
+                    protocol: &self.protocol,
+                    downstream: down.peer,
+                    service: ex.ctx.request.service(),
+                    method: ex.ctx.request.method(),
+                    request_id: ex.original_id,
+                    message_type: ex.ctx.request.message_type.as_str(),
+                    route: decision.map(|d| &*d.route.name),
+                    cluster: decision.map(|d| &*d.destination.cluster),
+                    subset: decision.and_then(|d| d.destination.subset.as_deref()),
+                    upstream: ex.upstream,
+                    attempts: ex.attempts,
+                    outcome: outcome.as_str(),
+                    local_reply: ex.ctx.local_reply.as_ref().map(|r| r.kind.as_str()),
+                    response_code: response.and_then(|m| m.kvs.get_str("status")),
+                    request: &request,
+                    response: response_lookup.as_ref().map(|l| l as &dyn Lookup),
+                };
+                log.log(&entry);
+            }
+        }
+        listener.spec.filters.on_complete(&ex.ctx);
+        down.finish_one();
+    }
+}
+
+impl<C: Codec> Exchange<C> {
+    /// Counts a local reply on the listener (mirrors are not counted).
+    fn ex_stats_local(&self, kind: ReplyKind) {
+        if let Sink::Client(_) = self.sink {
+            self.listener.stats.local_reply(kind);
+        }
+    }
+}

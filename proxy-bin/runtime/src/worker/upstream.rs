@@ -1,0 +1,236 @@
+//! One upstream connection of one worker: [`UpShared`], where the worker's requests are encoded
+//! straight into the write buffer, and the task that connects, writes that buffer, reads and
+//! decodes responses, and hands each to the engine on the spot.
+//!
+//! A connection being opened takes requests already: they wait in its buffer (counted against
+//! the cluster's `max_pending_requests`) and go out when it connects. When the connection ends,
+//! every request still on it is retried or answered with an error by the engine; none hangs.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::BytesMut;
+use metaprotocol_core::{Codec, MessageType, Mutation, WireBuf};
+use tokio::net::TcpStream;
+
+use super::engine::Engine;
+use super::ids::IdMap;
+use super::io::{poll_read, poll_write};
+use super::pool::{ClusterPools, EndpointPool};
+use crate::upstream::{Resource, SharedCluster, UpstreamError};
+
+/// Stop choosing a connection while this much output waits to be written on it.
+const MAX_BUFFERED: usize = 4 << 20;
+/// Reads handled in one poll before yielding to the worker's other tasks.
+const READS_PER_POLL: usize = 16;
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConnState {
+    /// Opening; requests queue in the buffer.
+    Connecting,
+    /// Open.
+    Open,
+    /// Closed; takes nothing more.
+    Closed,
+}
+
+/// The part of a connection that request paths write into.
+pub(crate) struct UpInner<C: Codec> {
+    /// Encodes requests for this connection.
+    pub encoder: C,
+    /// Bytes waiting to be written.
+    pub out: WireBuf,
+    /// Request ids in flight, mapped to the engine's keys.
+    pub ids: IdMap,
+    /// Units of `max_pending_requests` held by requests queued while connecting.
+    pub pending: usize,
+    /// Its state.
+    pub state: ConnState,
+    waker: Option<Waker>,
+}
+
+/// An upstream connection as the worker's request paths see it.
+pub(crate) struct UpShared<C: Codec> {
+    /// The mutable part.
+    pub inner: RefCell<UpInner<C>>,
+    /// The endpoint.
+    pub address: SocketAddr,
+}
+
+impl<C: Codec> UpShared<C> {
+    /// A connection to `address` about to be opened, encoding with `codec`.
+    pub fn new(codec: C, address: SocketAddr) -> Rc<Self> {
+        let ids = IdMap::new(codec.request_id_limit());
+        Rc::new(UpShared {
+            inner: RefCell::new(UpInner {
+                encoder: codec,
+                out: WireBuf::new(),
+                ids,
+                pending: 0,
+                state: ConnState::Connecting,
+                waker: None,
+            }),
+            address,
+        })
+    }
+
+    /// True when the connection takes requests (not closed, not backed up).
+    pub fn usable(&self) -> bool {
+        let inner = self.inner.borrow();
+        inner.state != ConnState::Closed && inner.out.len() < MAX_BUFFERED
+    }
+
+    /// Wakes the connection's task (bytes to write).
+    pub fn wake(inner: &mut UpInner<C>) {
+        if let Some(w) = &inner.waker {
+            w.wake_by_ref();
+        }
+    }
+}
+
+/// Holds one unit of a cluster's `max_connections` for as long as a connection lives.
+struct ConnectionTicket(Arc<SharedCluster>);
+
+impl Drop for ConnectionTicket {
+    fn drop(&mut self) {
+        self.0.breaker.release(Resource::Connections);
+    }
+}
+
+/// Opens a new connection to `endpoint` and starts its task; `None` when `max_connections` is
+/// reached.
+pub(crate) fn open<C: Codec>(
+    engine: &Rc<Engine<C>>,
+    cluster: &Rc<ClusterPools<C>>,
+    endpoint: &Rc<EndpointPool<C>>,
+) -> Option<Rc<UpShared<C>>> {
+    if !cluster.shared.breaker.try_acquire(Resource::Connections) {
+        cluster.stats.upstream_cx_overflow.inc();
+        return None;
+    }
+    let ticket = ConnectionTicket(cluster.shared.clone());
+    let conn = UpShared::new(engine.codec.clone(), endpoint.shared.address);
+    endpoint.add(conn.clone());
+    let task = run(engine.clone(), cluster.clone(), endpoint.clone(), conn.clone(), ticket);
+    tokio::task::spawn_local(task);
+    Some(conn)
+}
+
+async fn run<C: Codec>(
+    engine: Rc<Engine<C>>,
+    cluster: Rc<ClusterPools<C>>,
+    endpoint: Rc<EndpointPool<C>>,
+    conn: Rc<UpShared<C>>,
+    ticket: ConnectionTicket,
+) {
+    let address = conn.address;
+    let connected = tokio::time::timeout(cluster.shared.spec.connect_timeout, TcpStream::connect(address)).await;
+    let error = match connected {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            {
+                let mut inner = conn.inner.borrow_mut();
+                inner.state = ConnState::Open;
+                for _ in 0..std::mem::take(&mut inner.pending) {
+                    cluster.shared.breaker.release(Resource::Pending);
+                }
+            }
+            cluster.stats.upstream_cx_total.inc();
+            cluster.stats.upstream_cx_active.inc();
+            endpoint.shared.open_connections.fetch_add(1, Ordering::AcqRel);
+            let mut decoder = engine.codec.clone();
+            let mut inbuf = BytesMut::new();
+            let error =
+                std::future::poll_fn(|cx| poll_conn(&engine, &conn, &stream, &mut decoder, &mut inbuf, cx)).await;
+            endpoint.shared.open_connections.fetch_sub(1, Ordering::AcqRel);
+            cluster.stats.upstream_cx_active.dec();
+            tracing::debug!(%address, %error, "upstream connection closed");
+            error
+        }
+        Ok(Err(source)) => {
+            cluster.stats.upstream_cx_connect_fail.inc();
+            cluster.shared.eject(&endpoint.shared);
+            UpstreamError::ConnectFailure { address, source: Arc::new(source) }
+        }
+        Err(_) => {
+            cluster.stats.upstream_cx_connect_fail.inc();
+            cluster.stats.upstream_cx_connect_timeout.inc();
+            cluster.shared.eject(&endpoint.shared);
+            UpstreamError::ConnectTimeout { address }
+        }
+    };
+    endpoint.remove(&conn);
+    let stranded = {
+        let mut inner = conn.inner.borrow_mut();
+        inner.state = ConnState::Closed;
+        inner.out.clear();
+        for _ in 0..std::mem::take(&mut inner.pending) {
+            cluster.shared.breaker.release(Resource::Pending);
+        }
+        inner.ids.drain()
+    };
+    drop(ticket);
+    if !stranded.is_empty() && matches!(error, UpstreamError::Reset { .. } | UpstreamError::BadResponse { .. }) {
+        cluster.stats.upstream_cx_destroy_with_active_rq.inc();
+    }
+    engine.on_connection_lost(&conn, stranded, &error);
+}
+
+/// Reads, decodes and hands over responses; writes what waits. Ends with why the connection
+/// closed.
+fn poll_conn<C: Codec>(
+    engine: &Rc<Engine<C>>,
+    conn: &Rc<UpShared<C>>,
+    stream: &TcpStream,
+    decoder: &mut C,
+    inbuf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<UpstreamError> {
+    let address = conn.address;
+    for _ in 0..READS_PER_POLL {
+        let mut progressed = false;
+        match poll_read(stream, inbuf, cx) {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(UpstreamError::Reset { address }),
+            Poll::Ready(Ok(_)) => {
+                progressed = true;
+                loop {
+                    match decoder.decode(inbuf) {
+                        Ok(Some(message)) => match message.metadata.message_type {
+                            MessageType::Ping => {
+                                let mut inner = conn.inner.borrow_mut();
+                                let UpInner { encoder, out, .. } = &mut *inner;
+                                if let Ok(pong) = encoder.heartbeat_reply(&message) {
+                                    let _ = encoder.encode(&pong, &Mutation::new(), out);
+                                }
+                            }
+                            MessageType::Pong => {}
+                            _ => engine.on_response(conn, message),
+                        },
+                        Ok(None) => break,
+                        Err(source) => return Poll::Ready(UpstreamError::BadResponse { address, source }),
+                    }
+                }
+            }
+            Poll::Pending => {}
+        }
+        let mut inner = conn.inner.borrow_mut();
+        if !inner.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            inner.waker = Some(cx.waker().clone());
+        }
+        let mut written = 0;
+        if let Poll::Ready(Err(_)) = poll_write(stream, &mut inner.out, &mut written, cx) {
+            return Poll::Ready(UpstreamError::Reset { address });
+        }
+        if !progressed && written == 0 {
+            return Poll::Pending;
+        }
+    }
+    // Yield to the worker's other connections; come back at once.
+    cx.waker().wake_by_ref();
+    Poll::Pending
+}

@@ -7,17 +7,8 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{call, client, provider, proxy, status};
+use common::{call, client, http_get, provider, proxy, status};
 use metaproxy_demo_peers::provider::Behavior;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_exports_prometheus_metrics() {

@@ -28,12 +28,17 @@ pub const INLINE: usize = 4;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Text(Repr);
 
+/// Two variants so that the reference's non-null niche tells them apart: a handle is 16 bytes.
+/// Owned bytes are a span whose start is [`OWNED`] and whose end is their index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Repr {
-    Frame { start: u32, end: u32 },
     Static(&'static [u8]),
-    Owned(u32),
+    Span { start: u32, end: u32 },
 }
+
+/// The start of a span that stands for owned bytes (a frame span never starts there: frames are
+/// shorter than 4 GiB, and empty spans are stored as [`Text::EMPTY`]).
+const OWNED: u32 = u32::MAX;
 
 impl Text {
     /// A static string, such as a key name a codec defines (`"interface"`).
@@ -88,8 +93,11 @@ impl KeyValues {
         if range.start > range.end || range.end > self.frame.len() {
             return Err(CodecError::malformed(range.start, "value outside the frame"));
         }
+        if range.is_empty() {
+            return Ok(Text::EMPTY);
+        }
         match (u32::try_from(range.start), u32::try_from(range.end)) {
-            (Ok(start), Ok(end)) => Ok(Text(Repr::Frame { start, end })),
+            (Ok(start), Ok(end)) if start != OWNED => Ok(Text(Repr::Span { start, end })),
             _ => Err(CodecError::malformed(range.start, "offset beyond 4 GiB")),
         }
     }
@@ -99,27 +107,23 @@ impl KeyValues {
     pub fn own(&mut self, bytes: Bytes) -> Text {
         let index = u32::try_from(self.owned.len()).unwrap_or(u32::MAX);
         self.owned.push(bytes);
-        Text(Repr::Owned(index))
+        Text(Repr::Span { start: OWNED, end: index })
     }
 
     /// The bytes of `text` (empty when the handle belongs to another map).
     pub fn resolve(&self, text: Text) -> &[u8] {
-        match text.0 {
-            Repr::Frame { start, end } => self.frame.get(start as usize..end as usize).unwrap_or(&[]),
-            Repr::Static(s) => s,
-            Repr::Owned(i) => self.owned.get(i as usize).map_or(&[], |b| &b[..]),
-        }
+        resolve_in(&self.frame, &self.owned, text)
     }
 
     /// The bytes of `text` as shared [`Bytes`] (a slice of the frame, not a copy).
     pub fn shared(&self, text: Text) -> Bytes {
         match text.0 {
-            Repr::Frame { start, end } if end as usize <= self.frame.len() && start <= end => {
+            Repr::Static(s) => Bytes::from_static(s),
+            Repr::Span { start: OWNED, end: index } => self.owned.get(index as usize).cloned().unwrap_or_default(),
+            Repr::Span { start, end } if end as usize <= self.frame.len() && start <= end => {
                 self.frame.slice(start as usize..end as usize)
             }
-            Repr::Frame { .. } => Bytes::new(),
-            Repr::Static(s) => Bytes::from_static(s),
-            Repr::Owned(i) => self.owned.get(i as usize).cloned().unwrap_or_default(),
+            Repr::Span { .. } => Bytes::new(),
         }
     }
 
@@ -219,9 +223,9 @@ impl KeyValues {
 
 fn resolve_in<'a>(frame: &'a Bytes, owned: &'a [Bytes], text: Text) -> &'a [u8] {
     match text.0 {
-        Repr::Frame { start, end } => frame.get(start as usize..end as usize).unwrap_or(&[]),
         Repr::Static(s) => s,
-        Repr::Owned(i) => owned.get(i as usize).map_or(&[], |b| &b[..]),
+        Repr::Span { start: OWNED, end: index } => owned.get(index as usize).map_or(&[], |b| &b[..]),
+        Repr::Span { start, end } => frame.get(start as usize..end as usize).unwrap_or(&[]),
     }
 }
 
@@ -307,6 +311,11 @@ mod tests {
         assert_eq!(m.remove(b"x"), 2);
         assert_eq!(m.len(), 1);
         assert_eq!(m.remove(b"x"), 0);
+    }
+
+    #[test]
+    fn a_handle_is_two_words() {
+        assert_eq!(std::mem::size_of::<Text>(), 16);
     }
 
     #[test]

@@ -47,6 +47,12 @@ pub struct RequestContext {
 impl RequestContext {
     /// A context for a freshly decoded request.
     pub fn new(request: Metadata) -> Self {
+        RequestContext::starting_at(request, Instant::now())
+    }
+
+    /// A context for a request decoded at `started_at` (a proxy reads the clock once per batch of
+    /// requests, not once per request).
+    pub fn starting_at(request: Metadata, started_at: Instant) -> Self {
         RequestContext {
             request,
             request_mutation: Mutation::new(),
@@ -56,7 +62,7 @@ impl RequestContext {
             local_reply: None,
             attributes: Attributes::new(),
             downstream_addr: None,
-            started_at: Instant::now(),
+            started_at,
         }
     }
 

@@ -150,6 +150,7 @@ impl<C: Codec> Conn<C> {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.engine.tick();
         for _ in 0..READS_PER_POLL {
             let mut progressed = false;
             // Whole frames left undecoded by backpressure go first (even after end of stream).

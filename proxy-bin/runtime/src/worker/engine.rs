@@ -6,12 +6,13 @@
 //! connection (retries) it is sent on; upstream connections map their request ids to that key,
 //! and the timer wheel refers to it. Nothing here is shared with another thread.
 
+use std::cell::Cell;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use metaprotocol_core::{Codec, Message, RequestContext};
 use metaproxy_access_log::WorkerLog;
@@ -91,8 +92,6 @@ pub(crate) struct Exchange<C: Codec> {
     pub upstream: Option<SocketAddr>,
     /// When it was decoded.
     pub started: Instant,
-    /// The same moment, on the wall clock (for the access log).
-    pub start_time: SystemTime,
 }
 
 /// What a timer is for.
@@ -143,6 +142,8 @@ pub(crate) struct Engine<C: Codec> {
     pub state: RefCell<EngineState<C>>,
     /// The worker's access log.
     pub access_log: Rc<RefCell<WorkerLog>>,
+    /// The time, read once per batch of work rather than once per request.
+    clock: Cell<Instant>,
 }
 
 impl<C: Codec> Engine<C> {
@@ -159,9 +160,20 @@ impl<C: Codec> Engine<C> {
             clusters: clusters.iter().map(|c| Rc::new(ClusterPools::new(c.clone()))).collect(),
             state: RefCell::new(EngineState { inflight: slab::Slab::new(), timers: DelayQueue::new(), next_seq: 0 }),
             access_log,
+            clock: Cell::new(Instant::now()),
         });
         tokio::task::spawn_local(run_timers(engine.clone()));
         engine
+    }
+
+    /// Reads the clock: called once at the start of each batch of work (a connection's poll).
+    pub fn tick(&self) {
+        self.clock.set(Instant::now());
+    }
+
+    /// The time of the current batch of work.
+    pub fn now(&self) -> Instant {
+        self.clock.get()
     }
 
     /// The pools of cluster `name`.
@@ -183,6 +195,7 @@ impl<C: Codec> Engine<C> {
 async fn run_timers<C: Codec>(engine: Rc<Engine<C>>) {
     loop {
         if let Some(timer) = std::future::poll_fn(|cx| engine.poll_timer(cx)).await {
+            engine.tick();
             engine.on_timer(timer);
         }
     }

@@ -2,13 +2,17 @@
 //! route, circuit breaker, load balancing, then encoding straight into the chosen upstream
 //! connection's buffer. No channel, no spawned task, no boxed future and no timer registration
 //! per request; only a filter that must wait parks its request in a task of its own.
+//!
+//! The request's state ([`Exchange`]) is written once into the engine's table when it is decoded
+//! and worked on in place, by key, until it is answered: a large value is not moved from call to
+//! call.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use metaprotocol_core::route::Destination;
 use metaprotocol_core::{
-    ChainOutcome, ChainStep, Codec, LocalReply, Message, MessageType, Metadata, ReplyKind, RequestContext,
+    ChainOutcome, ChainStep, Codec, LocalReply, Message, MessageType, Metadata, ReplyKind, RequestContext, Resume,
     RouteDecision,
 };
 
@@ -20,12 +24,22 @@ use super::upstream::{self, ConnState, UpInner, UpShared};
 use crate::upstream::lb::{self, PickInput};
 use crate::upstream::{Resource, UpstreamError};
 
-/// Where a try goes: the endpoint and the connection to it.
-type Target<C> = (Rc<EndpointPool<C>>, Rc<UpShared<C>>);
-
 /// Applied when a route sets no timeout (Envoy's default), so that no request waits forever; also
 /// bounds how long a filter may keep a request parked.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where a try goes: the endpoint and the connection to it.
+type Target<C> = (Rc<EndpointPool<C>>, Rc<UpShared<C>>);
+
+/// What routing decided.
+enum Next {
+    /// Answer locally.
+    Reply(LocalReply),
+    /// Send (two-way), after mirroring to the destination if any.
+    Send(Option<Destination>),
+    /// Send one-way, after mirroring to the destination if any.
+    Oneway(Option<Destination>),
+}
 
 impl<C: Codec> Engine<C> {
     /// Starts a request decoded on `down`.
@@ -35,55 +49,68 @@ impl<C: Codec> Engine<C> {
         down: &Rc<DownShared<C>>,
         mut request: Message<C::Layout>,
     ) {
-        let started = Instant::now();
+        let started = self.now();
         let metadata = request.take_metadata();
         let original_id = metadata.request_id;
-        let mut ctx = RequestContext::new(metadata);
+        let mut ctx = RequestContext::starting_at(metadata, started);
         ctx.downstream_addr = down.peer;
         down.inner.borrow_mut().inflight += 1;
         listener.stats.downstream_rq_total.inc();
         listener.stats.downstream_rq_active.inc();
-        let mut ex = Exchange {
-            seq: 0,
-            sink: Sink::Client(down.clone()),
-            listener: listener.clone(),
-            ctx,
-            request,
-            original_id,
-            cluster: None,
-            hash: None,
-            ticket: None,
-            attempts: 0,
-            max_tries: 1,
-            sent: None,
-            request_timer: None,
-            try_timer: None,
-            upstream: None,
-            started,
-            start_time: SystemTime::now(),
+        let key = {
+            let mut state = self.state.borrow_mut();
+            let seq = next_seq(&mut state.next_seq);
+            state.inflight.insert(Exchange {
+                seq,
+                sink: Sink::Client(down.clone()),
+                listener: listener.clone(),
+                ctx,
+                request,
+                original_id,
+                cluster: None,
+                hash: None,
+                ticket: None,
+                attempts: 0,
+                max_tries: 1,
+                sent: None,
+                request_timer: None,
+                try_timer: None,
+                upstream: None,
+                started,
+            })
         };
-        let step = listener.spec.filters.run_request(&mut ex.ctx, 0);
-        self.after_request_filters(ex, step);
+        self.run_request_filters(key, 0, None);
     }
 
-    fn after_request_filters(self: &Rc<Self>, mut ex: Exchange<C>, step: ChainStep) {
+    /// Runs the request filters from position `from` (resuming a waiting one with `resume`).
+    fn run_request_filters(self: &Rc<Self>, key: usize, from: usize, resume: Option<Resume>) {
+        let step = {
+            let mut state = self.state.borrow_mut();
+            let Some(ex) = state.inflight.get_mut(key) else { return };
+            let Exchange { listener, ctx, .. } = ex;
+            match resume {
+                None => listener.spec.filters.run_request(ctx, from),
+                Some(resume) => listener.spec.filters.resume_request(ctx, from, resume),
+            }
+        };
         match step {
-            ChainStep::Done(ChainOutcome::Continue) => self.route(ex),
-            ChainStep::Done(ChainOutcome::Reply { reply, .. }) => self.reply_locally(ex, reply),
-            ChainStep::Done(ChainOutcome::Drop { .. }) => self.drop_request(ex),
+            ChainStep::Done(ChainOutcome::Continue) => self.route(key),
+            ChainStep::Done(ChainOutcome::Reply { reply, .. }) => self.reply_by_key(key, reply),
+            ChainStep::Done(ChainOutcome::Drop { .. }) => self.drop_by_key(key),
             ChainStep::Wait { index, pending } => {
-                // The request parks in a task of its own until the filter answers.
+                // The request parks in a task of its own (it stays in the table) until the filter
+                // answers.
+                let seq = self.state.borrow().inflight.get(key).map(|ex| ex.seq);
                 let engine = self.clone();
                 tokio::task::spawn_local(async move {
-                    match tokio::time::timeout(DEFAULT_TIMEOUT, pending).await {
-                        Ok(resume) => {
-                            let step = ex.listener.spec.filters.resume_request(&mut ex.ctx, index, resume);
-                            engine.after_request_filters(ex, step);
-                        }
-                        Err(_) => {
-                            let reply = LocalReply::new(ReplyKind::Timeout, "a filter did not answer in time");
-                            engine.reply_locally(ex, reply);
-                        }
+                    let answer = tokio::time::timeout(DEFAULT_TIMEOUT, pending).await;
+                    if engine.state.borrow().inflight.get(key).map(|ex| ex.seq) != seq {
+                        return;
+                    }
+                    match answer {
+                        Ok(resume) => engine.run_request_filters(key, index, Some(resume)),
+                        Err(_) => engine
+                            .reply_by_key(key, LocalReply::new(ReplyKind::Timeout, "a filter did not answer in time")),
                     }
                 });
             }
@@ -91,56 +118,67 @@ impl<C: Codec> Engine<C> {
     }
 
     /// Routes a request whose filters all continued, and sends it.
-    fn route(self: &Rc<Self>, mut ex: Exchange<C>) {
+    fn route(self: &Rc<Self>, key: usize) {
+        let next = {
+            let mut state = self.state.borrow_mut();
+            let EngineState { inflight, timers, .. } = &mut *state;
+            let Some(ex) = inflight.get_mut(key) else { return };
+            self.decide(ex, key, timers)
+        };
+        match next {
+            Next::Reply(reply) => self.reply_by_key(key, reply),
+            Next::Send(mirror) => {
+                if let Some(m) = mirror {
+                    self.mirror(key, &m);
+                }
+                self.send_try(key);
+            }
+            Next::Oneway(mirror) => {
+                if let Some(m) = mirror {
+                    self.mirror(key, &m);
+                }
+                self.send_oneway(key);
+            }
+        }
+    }
+
+    /// The routing decision for `ex`, recorded in it: route, cluster, hash, mutations, breaker,
+    /// deadline.
+    fn decide(&self, ex: &mut Exchange<C>, key: usize, timers: &mut tokio_util::time::DelayQueue<Timer>) -> Next {
         if ex.ctx.route.is_none() {
             let Some(route) = ex.listener.routes.find(&ex.ctx.request) else {
-                return self
-                    .reply_locally(ex, LocalReply::new(ReplyKind::RouteNotFound, "no route matched the request"));
+                return Next::Reply(LocalReply::new(ReplyKind::RouteNotFound, "no route matched the request"));
             };
             let destination = route.pick(fastrand::u64(..)).clone();
             ex.ctx.route = Some(RouteDecision { route: route.clone(), destination });
         }
-        let Some(decision) = ex.ctx.route.as_ref() else { return };
+        let Some(decision) = ex.ctx.route.as_ref() else { return Next::Reply(internal("no route decision")) };
         let route = decision.route.clone();
         let Some(cluster) = self.cluster(&decision.destination.cluster).cloned() else {
             let message = format!("cluster `{}` does not exist", decision.destination.cluster);
-            return self.reply_locally(ex, LocalReply::new(ReplyKind::ClusterNotFound, message));
+            return Next::Reply(LocalReply::new(ReplyKind::ClusterNotFound, message));
         };
         ex.hash = route.hash(&ex.ctx.request);
         if !route.request_mutation.is_empty() {
             ex.ctx.request_mutation.extend_from(&route.request_mutation);
         }
-        if let Some(mirror) = route.mirror_for(fastrand::u64(..)) {
-            self.mirror(&ex, mirror);
-        }
+        let mirror = route.mirror_for(fastrand::u64(..)).cloned();
         let Some(ticket) = RequestTicket::acquire(&cluster.shared) else {
             cluster.stats.upstream_rq_pending_overflow.inc();
             let error =
                 UpstreamError::Overflow { cluster: cluster.shared.spec.name.clone(), resource: Resource::Requests };
-            return self.reply_locally(ex, LocalReply::new(error.reply_kind(), error.to_string()));
+            return Next::Reply(LocalReply::new(error.reply_kind(), error.to_string()));
         };
         ex.ticket = Some(ticket);
         ex.cluster = Some(cluster);
         if ex.request.metadata.message_type == MessageType::Oneway {
-            return self.send_oneway(ex);
+            return Next::Oneway(mirror);
         }
         ex.max_tries = 1 + route.retries.count;
-        let timeout = route.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let key = self.insert(ex, timeout);
-        self.send_try(key);
-    }
-
-    /// Puts an exchange in the table of requests in flight, with its deadline.
-    fn insert(&self, mut ex: Exchange<C>, timeout: Duration) -> usize {
-        let mut state = self.state.borrow_mut();
-        let EngineState { inflight, timers, next_seq } = &mut *state;
-        let seq = state_seq(next_seq);
-        let entry = inflight.vacant_entry();
-        let key = entry.key();
-        ex.seq = seq;
-        ex.request_timer = Some(timers.insert(Timer { key, seq, kind: TimerKind::Request }, timeout));
-        entry.insert(ex);
-        key
+        let deadline = ex.started + route.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let timer = Timer { key, seq: ex.seq, kind: TimerKind::Request };
+        ex.request_timer = Some(timers.insert_at(timer, deadline.into()));
+        Next::Send(mirror)
     }
 
     /// Sends the next try of request `key`; a failure to send is a failed try.
@@ -167,8 +205,7 @@ impl<C: Codec> Engine<C> {
                 resource: Resource::Pending,
             });
         }
-        let sent = encode_into(&self.codec, &mut inner, key, ex);
-        match sent {
+        match encode_into(&self.codec, &mut inner, key, ex) {
             Ok(id) => {
                 if pending_unit {
                     inner.pending += 1;
@@ -177,9 +214,9 @@ impl<C: Codec> Engine<C> {
                 drop(inner);
                 ex.sent = Some(Sent { conn, id, _load: LoadGuard::new(endpoint) });
                 cluster.stats.upstream_rq_total.inc();
-                let per_try = ex.ctx.route.as_ref().and_then(|d| d.route.retries.per_try_timeout);
-                if let Some(t) = per_try {
-                    ex.try_timer = Some(timers.insert(Timer { key, seq: ex.seq, kind: TimerKind::Try }, t));
+                if let Some(t) = ex.ctx.route.as_ref().and_then(|d| d.route.retries.per_try_timeout) {
+                    let timer = Timer { key, seq: ex.seq, kind: TimerKind::Try };
+                    ex.try_timer = Some(timers.insert_at(timer, (self.now() + t).into()));
                 }
                 Ok(())
             }
@@ -253,8 +290,7 @@ impl<C: Codec> Engine<C> {
         if retry {
             return self.send_try(key);
         }
-        let Some(ex) = self.remove(key) else { return };
-        self.reply_locally(ex, LocalReply::new(error.reply_kind(), error.to_string()));
+        self.reply_by_key(key, LocalReply::new(error.reply_kind(), error.to_string()));
     }
 
     /// Takes request `key` out of the table, cancelling its timers.
@@ -266,72 +302,96 @@ impl<C: Codec> Engine<C> {
         Some(ex)
     }
 
-    /// Sends a one-way request: no id, no timer, no answer; it is over once encoded.
-    fn send_oneway(self: &Rc<Self>, mut ex: Exchange<C>) {
-        let Some(cluster) = ex.cluster.clone() else { return };
-        ex.attempts = 1;
-        let sent = self.connection_for(&cluster, &ex.ctx, ex.hash).and_then(|(_, conn)| {
-            ex.upstream = Some(conn.address);
-            let mut inner = conn.inner.borrow_mut();
-            let UpInner { encoder, out, .. } = &mut *inner;
-            encoder
-                .encode(&ex.request, &ex.ctx.request_mutation, out)
-                .map_err(|source| UpstreamError::Encode { source })?;
-            UpShared::wake(&mut inner);
-            Ok(())
-        });
+    /// Sends one-way request `key`: no id, no timer, no answer; it is over once encoded.
+    fn send_oneway(self: &Rc<Self>, key: usize) {
+        let sent = {
+            let mut state = self.state.borrow_mut();
+            let Some(ex) = state.inflight.get_mut(key) else { return };
+            ex.attempts = 1;
+            let Some(cluster) = ex.cluster.clone() else { return };
+            self.connection_for(&cluster, &ex.ctx, ex.hash).and_then(|(_, conn)| {
+                ex.upstream = Some(conn.address);
+                let mut inner = conn.inner.borrow_mut();
+                let UpInner { encoder, out, .. } = &mut *inner;
+                encoder
+                    .encode(&ex.request, &ex.ctx.request_mutation, out)
+                    .map_err(|source| UpstreamError::Encode { source })?;
+                UpShared::wake(&mut inner);
+                cluster.stats.upstream_rq_total.inc();
+                Ok(())
+            })
+        };
         match sent {
             Ok(()) => {
-                cluster.stats.upstream_rq_total.inc();
-                self.finish(ex, super::response::Outcome::Sent, None);
+                if let Some(ex) = self.remove(key) {
+                    self.finish(&ex, super::response::Outcome::Sent, None);
+                }
             }
-            Err(error) => self.reply_locally(ex, LocalReply::new(error.reply_kind(), error.to_string())),
+            Err(error) => self.reply_by_key(key, LocalReply::new(error.reply_kind(), error.to_string())),
         }
     }
 
-    /// Sends a copy of `ex` to `destination`, through that cluster's circuit breaker; its answer
-    /// is discarded.
-    fn mirror(self: &Rc<Self>, ex: &Exchange<C>, destination: &Destination) {
+    /// Sends a copy of request `key` to `destination`, through that cluster's circuit breaker;
+    /// its answer is discarded.
+    fn mirror(self: &Rc<Self>, key: usize, destination: &Destination) {
         let Some(cluster) = self.cluster(&destination.cluster).cloned() else { return };
         let Some(ticket) = RequestTicket::acquire(&cluster.shared) else {
             cluster.stats.upstream_rq_mirror_overflow.inc();
             return;
         };
-        let Some(decision) = ex.ctx.route.as_ref() else { return };
         cluster.stats.upstream_rq_mirrored.inc();
-        let mut ctx = RequestContext::new(Metadata::new(ex.ctx.request.message_type, ex.original_id));
-        ctx.request_mutation = ex.ctx.request_mutation.clone();
-        ctx.route = Some(RouteDecision { route: decision.route.clone(), destination: destination.clone() });
-        let copy = Exchange {
-            seq: 0,
-            sink: Sink::Mirror,
-            listener: ex.listener.clone(),
-            ctx,
-            request: ex.request.clone(),
-            original_id: ex.original_id,
-            cluster: Some(cluster),
-            hash: ex.hash,
-            ticket: Some(ticket),
-            attempts: 0,
-            max_tries: 1,
-            sent: None,
-            request_timer: None,
-            try_timer: None,
-            upstream: None,
-            started: ex.started,
-            start_time: ex.start_time,
+        let copy_key = {
+            let mut state = self.state.borrow_mut();
+            let EngineState { inflight, timers, next_seq: last_seq } = &mut *state;
+            let Some(ex) = inflight.get(key) else { return };
+            let Some(decision) = ex.ctx.route.as_ref() else { return };
+            let mut ctx =
+                RequestContext::starting_at(Metadata::new(ex.ctx.request.message_type, ex.original_id), ex.started);
+            ctx.request_mutation = ex.ctx.request_mutation.clone();
+            ctx.route = Some(RouteDecision { route: decision.route.clone(), destination: destination.clone() });
+            let deadline = ex.started + decision.route.timeout.unwrap_or(DEFAULT_TIMEOUT);
+            let oneway = ex.request.metadata.message_type == MessageType::Oneway;
+            let copy = Exchange {
+                seq: next_seq(last_seq),
+                sink: Sink::Mirror,
+                listener: ex.listener.clone(),
+                ctx,
+                request: ex.request.clone(),
+                original_id: ex.original_id,
+                cluster: Some(cluster),
+                hash: ex.hash,
+                ticket: Some(ticket),
+                attempts: 0,
+                max_tries: 1,
+                sent: None,
+                request_timer: None,
+                try_timer: None,
+                upstream: None,
+                started: ex.started,
+            };
+            let seq = copy.seq;
+            let copy_key = inflight.insert(copy);
+            if !oneway {
+                let timer = Timer { key: copy_key, seq, kind: TimerKind::Request };
+                if let Some(c) = inflight.get_mut(copy_key) {
+                    c.request_timer = Some(timers.insert_at(timer, deadline.into()));
+                }
+            }
+            (copy_key, oneway)
         };
-        if copy.request.metadata.message_type == MessageType::Oneway {
-            return self.send_oneway(copy);
+        match copy_key {
+            (k, true) => self.send_oneway(k),
+            (k, false) => self.send_try(k),
         }
-        let timeout = decision.route.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let key = self.insert(copy, timeout);
-        self.send_try(key);
     }
 }
 
+fn internal(message: &'static str) -> LocalReply {
+    LocalReply::new(ReplyKind::InternalError, message)
+}
+
 /// The next sequence number, telling an exchange from a later one that reuses its slab key.
-fn state_seq(next: &mut u64) -> u64 {
+fn next_seq(next: &mut u64) -> u64 {
     *next = next.wrapping_add(1);
     *next
 }
@@ -343,11 +403,12 @@ fn encode_into<C: Codec>(
     key: usize,
     ex: &mut Exchange<C>,
 ) -> Result<u64, UpstreamError> {
-    let waiting = u32::try_from(key)
-        .map_err(|_| UpstreamError::Overflow { cluster: std::sync::Arc::from("-"), resource: Resource::Requests })?;
-    let Some(id) = inner.ids.insert(waiting) else {
-        return Err(UpstreamError::Overflow { cluster: std::sync::Arc::from("-"), resource: Resource::Requests });
+    let full = || UpstreamError::Overflow {
+        cluster: ex.cluster.as_ref().map_or_else(|| std::sync::Arc::from("-"), |c| c.shared.spec.name.clone()),
+        resource: Resource::Requests,
     };
+    let waiting = u32::try_from(key).map_err(|_| full())?;
+    let Some(id) = inner.ids.insert(waiting) else { return Err(full()) };
     let UpInner { encoder, out, ids, .. } = inner;
     let encoded = codec
         .rewrite_request_id(&mut ex.request, id)

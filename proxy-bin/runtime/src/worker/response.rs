@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::rc::Rc;
+use std::time::SystemTime;
 
 use metaprotocol_core::{
     ChainOutcome, ChainStep, Codec, LocalReply, Message, MessageType, Metadata, Mutation, ReplyKind,
@@ -63,7 +64,8 @@ impl<C: Codec> Engine<C> {
             return self.reply_locally(ex, reply);
         }
         if ex.listener.spec.filters.is_empty() {
-            return self.write_response(ex, response);
+            self.write_response(&ex, &response);
+            return self.finish(&ex, Outcome::Response, Some(&response.metadata));
         }
         ex.ctx.response = Some(response.take_metadata());
         let step = ex.listener.spec.filters.run_response(&mut ex.ctx, ex.listener.spec.filters.len());
@@ -72,10 +74,14 @@ impl<C: Codec> Engine<C> {
 
     fn after_response_filters(self: &Rc<Self>, mut ex: Exchange<C>, response: Message<C::Layout>, step: ChainStep) {
         match step {
-            ChainStep::Done(ChainOutcome::Continue) => self.write_response(ex, response),
+            ChainStep::Done(ChainOutcome::Continue) => {
+                self.write_response(&ex, &response);
+                self.finish(&ex, Outcome::Response, None);
+            }
             ChainStep::Done(ChainOutcome::Reply { reply, .. }) => self.reply_locally(ex, reply),
             ChainStep::Done(ChainOutcome::Drop { .. }) => self.drop_request(ex),
             ChainStep::Wait { index, pending } => {
+                // The answer parks in a task of its own until the filter answers.
                 let engine = self.clone();
                 tokio::task::spawn_local(async move {
                     match tokio::time::timeout(DEFAULT_TIMEOUT, pending).await {
@@ -94,31 +100,44 @@ impl<C: Codec> Engine<C> {
     }
 
     /// Encodes the upstream's answer for the client, with the response mutations.
-    fn write_response(self: &Rc<Self>, ex: Exchange<C>, response: Message<C::Layout>) {
-        if let Sink::Client(down) = &ex.sink {
-            let route = ex.ctx.route.as_ref().map(|d| &d.route.response_mutation).filter(|m| !m.is_empty());
-            let mutation: Cow<'_, Mutation> = match route {
-                None => Cow::Borrowed(&ex.ctx.response_mutation),
-                Some(m) if ex.ctx.response_mutation.is_empty() => Cow::Borrowed(m),
-                Some(m) => {
-                    let mut all = ex.ctx.response_mutation.clone();
-                    all.extend_from(m);
-                    Cow::Owned(all)
+    fn write_response(&self, ex: &Exchange<C>, response: &Message<C::Layout>) {
+        let Sink::Client(down) = &ex.sink else { return };
+        let route = ex.ctx.route.as_ref().map(|d| &d.route.response_mutation).filter(|m| !m.is_empty());
+        let mutation: Cow<'_, Mutation> = match route {
+            None => Cow::Borrowed(&ex.ctx.response_mutation),
+            Some(m) if ex.ctx.response_mutation.is_empty() => Cow::Borrowed(m),
+            Some(m) => {
+                let mut all = ex.ctx.response_mutation.clone();
+                all.extend_from(m);
+                Cow::Owned(all)
+            }
+        };
+        down.deliver(|encoder, out| {
+            if let Err(error) = encoder.encode(response, &mutation, out) {
+                tracing::warn!(%error, "cannot encode the answer; sending an error reply");
+                let reply = LocalReply::new(ReplyKind::InternalError, format!("cannot encode the response: {error}"));
+                if let Ok(m) = encoder.local_reply(&ex.request, &reply) {
+                    let _ = encoder.encode(&m, &Mutation::new(), out);
                 }
-            };
-            let request = &ex.request;
-            down.deliver(|encoder, out| {
-                if let Err(error) = encoder.encode(&response, &mutation, out) {
-                    tracing::warn!(%error, "cannot encode the answer; sending an error reply");
-                    let reply =
-                        LocalReply::new(ReplyKind::InternalError, format!("cannot encode the response: {error}"));
-                    if let Ok(m) = encoder.local_reply(request, &reply) {
-                        let _ = encoder.encode(&m, &Mutation::new(), out);
-                    }
-                }
-            });
+            }
+        });
+    }
+
+    /// Answers request `key` locally and ends it.
+    pub(crate) fn reply_by_key(self: &Rc<Self>, key: usize, reply: LocalReply) {
+        if let Some(mut ex) = self.remove(key) {
+            if let Some(sent) = ex.sent.take() {
+                sent.conn.inner.borrow_mut().ids.remove(sent.id);
+            }
+            self.reply_locally(ex, reply);
         }
-        self.finish(ex, Outcome::Response, Some(&response.metadata));
+    }
+
+    /// Drops request `key` (a filter asked to) and ends it.
+    pub(crate) fn drop_by_key(self: &Rc<Self>, key: usize) {
+        if let Some(ex) = self.remove(key) {
+            self.drop_request(ex);
+        }
     }
 
     /// Answers the client with a protocol-native error (nothing for a one-way request or a mirror).
@@ -126,8 +145,8 @@ impl<C: Codec> Engine<C> {
         if ex.request.metadata.request_id != ex.original_id {
             let _ = self.codec.rewrite_request_id(&mut ex.request, ex.original_id);
         }
-        ex.ex_stats_local(reply.kind);
         if let Sink::Client(down) = &ex.sink {
+            ex.listener.stats.local_reply(reply.kind);
             if ex.request.metadata.message_type != MessageType::Oneway {
                 let request = &ex.request;
                 down.deliver(|encoder, out| match encoder.local_reply(request, &reply) {
@@ -139,7 +158,7 @@ impl<C: Codec> Engine<C> {
             }
         }
         ex.ctx.local_reply = Some(reply);
-        self.finish(ex, Outcome::Local, None);
+        self.finish(&ex, Outcome::Local, None);
     }
 
     /// A filter dropped the request: the client's connection closes once the rest is answered.
@@ -147,7 +166,7 @@ impl<C: Codec> Engine<C> {
         if let Sink::Client(down) = &ex.sink {
             down.abort();
         }
-        self.finish(ex, Outcome::Dropped, None);
+        self.finish(&ex, Outcome::Dropped, None);
     }
 
     /// A timer fired.
@@ -171,16 +190,17 @@ impl<C: Codec> Engine<C> {
                 self.fail_try(timer.key, UpstreamError::PerTryTimeout);
             }
             TimerKind::Request => {
-                let Some(mut ex) = self.remove(timer.key) else { return };
-                if let Some(sent) = ex.sent.take() {
-                    // A late answer now finds no request and is dropped.
-                    sent.conn.inner.borrow_mut().ids.remove(sent.id);
-                }
-                if let Some(c) = &ex.cluster {
-                    c.stats.upstream_rq_timeout.inc();
-                }
-                let timeout = ex.ctx.route.as_ref().and_then(|d| d.route.timeout).unwrap_or(DEFAULT_TIMEOUT);
-                self.reply_locally(ex, LocalReply::new(ReplyKind::Timeout, format!("no response within {timeout:?}")));
+                let timeout = {
+                    let state = self.state.borrow();
+                    let Some(ex) = state.inflight.get(timer.key) else { return };
+                    if let Some(c) = &ex.cluster {
+                        c.stats.upstream_rq_timeout.inc();
+                    }
+                    ex.ctx.route.as_ref().and_then(|d| d.route.timeout).unwrap_or(DEFAULT_TIMEOUT)
+                };
+                // A late answer finds no request and is dropped.
+                let reply = LocalReply::new(ReplyKind::Timeout, format!("no response within {timeout:?}"));
+                self.reply_by_key(timer.key, reply);
             }
         }
     }
@@ -194,25 +214,27 @@ impl<C: Codec> Engine<C> {
     ) {
         for key in stranded {
             let key = key as usize;
-            let on_conn = self
-                .state
-                .borrow()
-                .inflight
-                .get(key)
-                .is_some_and(|ex| ex.sent.as_ref().is_some_and(|s| Rc::ptr_eq(&s.conn, conn)));
-            if on_conn {
-                if let Some(ex) = self.state.borrow_mut().inflight.get_mut(key) {
-                    // The id went with the connection.
-                    ex.sent = None;
+            let on_conn = {
+                let mut state = self.state.borrow_mut();
+                match state.inflight.get_mut(key) {
+                    Some(ex) if ex.sent.as_ref().is_some_and(|s| Rc::ptr_eq(&s.conn, conn)) => {
+                        // The id went with the connection.
+                        ex.sent = None;
+                        true
+                    }
+                    _ => false,
                 }
+            };
+            if on_conn {
                 self.fail_try(key, error.clone());
             }
         }
     }
 
     /// The end of every request: access log, `on_complete`, counters, and the client connection's
-    /// count of requests in flight. Dropping the exchange releases its circuit-breaker unit.
-    pub(crate) fn finish(self: &Rc<Self>, ex: Exchange<C>, outcome: Outcome, response: Option<&Metadata>) {
+    /// count of requests in flight. The caller then drops the exchange, which releases its
+    /// circuit-breaker unit.
+    pub(crate) fn finish(&self, ex: &Exchange<C>, outcome: Outcome, response: Option<&Metadata>) {
         let listener = &ex.listener;
         let Sink::Client(down) = &ex.sink else { return };
         let stats = &listener.stats;
@@ -226,13 +248,14 @@ impl<C: Codec> Engine<C> {
         {
             let mut log = self.access_log.borrow_mut();
             if log.enabled() {
+                let duration = ex.started.elapsed();
                 let response = response.or(ex.ctx.response.as_ref());
                 let request = MetadataLookup(&ex.ctx.request);
                 let response_lookup = response.map(MetadataLookup);
                 let decision = ex.ctx.route.as_ref();
                 let entry = Entry {
-                    start_time: ex.start_time,
-                    duration: ex.started.elapsed(),
+                    start_time: SystemTime::now().checked_sub(duration).unwrap_or(SystemTime::UNIX_EPOCH),
+                    duration,
                     listener: &listener.spec.name,
                     protocol: &self.protocol,
                     downstream: down.peer,
@@ -256,14 +279,5 @@ impl<C: Codec> Engine<C> {
         }
         listener.spec.filters.on_complete(&ex.ctx);
         down.finish_one();
-    }
-}
-
-impl<C: Codec> Exchange<C> {
-    /// Counts a local reply on the listener (mirrors are not counted).
-    fn ex_stats_local(&self, kind: ReplyKind) {
-        if let Sink::Client(_) = self.sink {
-            self.listener.stats.local_reply(kind);
-        }
     }
 }

@@ -192,6 +192,7 @@ fn poll_conn<C: Codec>(
     cx: &mut Context<'_>,
 ) -> Poll<UpstreamError> {
     let address = conn.address;
+    engine.tick();
     for _ in 0..READS_PER_POLL {
         let mut progressed = false;
         match poll_read(stream, inbuf, cx) {

@@ -89,6 +89,12 @@ pub fn read_varint(r: &mut ByteReader<'_>, what: &'static str) -> Result<u64, Co
     Err(r.error("varint longer than 10 bytes"))
 }
 
+/// The number of bytes [`put_varint`] writes for `v`.
+pub fn varint_len(v: u64) -> usize {
+    let bits = 64 - v.leading_zeros() as usize;
+    bits.div_ceil(7).max(1)
+}
+
 /// Writes a varint.
 pub fn put_varint(dst: &mut BytesMut, mut v: u64) {
     while v >= 0x80 {
@@ -168,23 +174,33 @@ pub fn put_seqid(dst: &mut BytesMut, protocol: Protocol, seqid: i32) {
     }
 }
 
-/// Writes a strict message header.
-pub fn put_header(dst: &mut BytesMut, protocol: Protocol, kind: u8, name: &[u8], seqid: i32) {
-    match protocol {
+/// Writes a strict message header and returns where its parts are, relative to where it
+/// started (the same positions [`read_header`] reports for it).
+pub fn put_header(dst: &mut BytesMut, protocol: Protocol, kind: u8, name: &[u8], seqid: i32) -> MessageHeader {
+    let start = dst.len();
+    let (name_at, seqid_at) = match protocol {
         Protocol::Binary => {
             dst.put_u32(BINARY_VERSION_1 | u32::from(kind));
             dst.put_u32(name.len() as u32);
+            let name_at = dst.len() - start;
             dst.put_slice(name);
+            let seqid_at = dst.len() - start;
             dst.put_i32(seqid);
+            (name_at, seqid_at..seqid_at + 4)
         }
         Protocol::Compact => {
             dst.put_u8(COMPACT_PROTOCOL_ID);
             dst.put_u8((kind << 5) | COMPACT_VERSION);
+            let seqid_at = dst.len() - start;
             put_varint(dst, u64::from(seqid as u32));
+            let seqid_end = dst.len() - start;
             put_varint(dst, name.len() as u64);
+            let name_at = dst.len() - start;
             dst.put_slice(name);
+            (name_at, seqid_at..seqid_end)
         }
-    }
+    };
+    MessageHeader { kind, name: name_at..name_at + name.len(), seqid, seqid_at, end: dst.len() - start }
 }
 
 /// The id of the first field of the struct at the start of `body` (0 = STOP or success), used to
@@ -210,6 +226,30 @@ pub fn first_field_id(protocol: Protocol, body: &[u8]) -> Result<Option<i16>, Co
             }
             Ok(Some(unzigzag32(read_varint(&mut r, "field id")?) as i16))
         }
+    }
+}
+
+/// Checks that `body` can be a Thrift struct without walking it: at least one byte, a first
+/// field header with a known type (or STOP), and a last byte that is STOP, which every struct in
+/// both protocols ends with. Cheap enough for every call on framed transports, whose bodies are
+/// otherwise forwarded unread; the error names the offset within `body`.
+pub fn check_struct_bounds(protocol: Protocol, body: &[u8]) -> Result<(), CodecError> {
+    let Some((&first, _)) = body.split_first() else {
+        return Err(CodecError::malformed(0, "the message has no argument struct"));
+    };
+    let known = match protocol {
+        Protocol::Binary => first == 0 || crate::skip::valid_binary(first),
+        Protocol::Compact => first == 0 || crate::skip::compact_type(first & 0x0f).is_some(),
+    };
+    if !known {
+        return Err(CodecError::malformed(0, "unknown field type in the argument struct"));
+    }
+    if first != 0 && protocol == Protocol::Binary && body.len() < 4 {
+        return Err(CodecError::malformed(0, "argument struct shorter than its first field"));
+    }
+    match body.last() {
+        Some(0) => Ok(()),
+        _ => Err(CodecError::malformed(body.len().saturating_sub(1), "the argument struct does not end with STOP")),
     }
 }
 
@@ -249,14 +289,28 @@ mod tests {
         for p in [Protocol::Binary, Protocol::Compact] {
             for seqid in [0, 1, 127, 128, 300_000, -1, i32::MAX, i32::MIN] {
                 let mut b = BytesMut::new();
-                put_header(&mut b, p, message_type::CALL, b"Greeter:sayHello", seqid);
+                let written = put_header(&mut b, p, message_type::CALL, b"Greeter:sayHello", seqid);
                 b.put_u8(0);
                 let h = read_header(p, &b, false).unwrap();
+                assert_eq!(written, h);
                 assert_eq!((h.kind, h.seqid), (message_type::CALL, seqid));
                 assert_eq!(&b[h.name.clone()], b"Greeter:sayHello");
                 assert_eq!(h.end, b.len() - 1);
             }
         }
+    }
+
+    #[test]
+    fn struct_bounds() {
+        for p in [Protocol::Binary, Protocol::Compact] {
+            assert!(check_struct_bounds(p, &[0]).is_ok());
+            assert!(check_struct_bounds(p, &[]).is_err());
+            assert!(check_struct_bounds(p, &[0x7f, 0, 1, 0]).is_err(), "{p:?}: unknown type");
+        }
+        assert!(check_struct_bounds(Protocol::Binary, &[11, 0, 1, 0, 0, 0, 0, 0]).is_ok());
+        assert!(check_struct_bounds(Protocol::Binary, &[11, 0, 1, 0, 0, 0, 1, b'x']).is_err());
+        assert!(check_struct_bounds(Protocol::Compact, &[0x18, 1, b'x', 0]).is_ok());
+        assert!(check_struct_bounds(Protocol::Compact, &[0x18, 2, b'x']).is_err());
     }
 
     #[test]
@@ -278,6 +332,11 @@ mod tests {
         let mut b = BytesMut::new();
         put_varint(&mut b, 300);
         assert_eq!(&b[..], &[0xac, 0x02]);
+        for v in [0, 1, 127, 128, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
+            let mut b = BytesMut::new();
+            put_varint(&mut b, v);
+            assert_eq!(varint_len(v), b.len(), "{v}");
+        }
         assert!(read_varint(&mut ByteReader::new(&[0xff; 11]), "x").is_err());
     }
 }

@@ -28,7 +28,7 @@ mod ty {
 }
 
 /// The compact protocol's type ids, mapped to the binary ones.
-fn compact_type(t: u8) -> Option<u8> {
+pub(crate) fn compact_type(t: u8) -> Option<u8> {
     Some(match t {
         1 | 2 => ty::BOOL,
         3 => ty::BYTE,
@@ -264,7 +264,7 @@ impl Skipper {
     }
 }
 
-fn valid_binary(t: u8) -> bool {
+pub(crate) fn valid_binary(t: u8) -> bool {
     matches!(t, 2 | 3 | 4 | 6 | 8 | 10 | 11 | 12 | 13 | 14 | 15 | 16)
 }
 

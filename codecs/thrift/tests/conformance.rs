@@ -13,7 +13,8 @@ use metaprotocol_thrift::transport::Transport;
 use metaprotocol_thrift::{ThriftCodec, ThriftOptions};
 
 fn kit_for(transport: Transport, p: Protocol) {
-    let codec = || ThriftCodec::new(ThriftOptions { max_frame_size: 1 << 20, ..ThriftOptions::default() });
+    let options = ThriftOptions { max_frame_size: 1 << 20, ..ThriftOptions::default() };
+    let codec = || ThriftCodec::new(options.clone()).unwrap();
     let headers: &[(&str, &str)] = &[("x-tag", "blue"), ("trace", "t-1")];
     let frames = [
         message(transport, p, message_type::CALL, "sayHello", 1, &rich_args(p, "world"), headers),
@@ -63,4 +64,28 @@ fn header_binary() {
 #[test]
 fn header_compact() {
     kit_for(Transport::Header, Protocol::Compact);
+}
+
+#[test]
+fn header_mixing_binary_and_compact() {
+    // THeader names the protocol per message, so one connection may carry both: the kit decodes
+    // the samples back to back on one codec, and answers each request with a codec that last
+    // decoded another sample (here, in the other protocol).
+    let options = ThriftOptions { max_frame_size: 1 << 20, ..ThriftOptions::default() };
+    let mut kit = ConformanceKit::new(|| ThriftCodec::new(options.clone()).unwrap()).removable_key("trace");
+    for (i, p) in [Protocol::Compact, Protocol::Binary, Protocol::Compact, Protocol::Binary].into_iter().enumerate() {
+        let seqid = i32::try_from(i).unwrap() + 1;
+        let f = message(
+            Transport::Header,
+            p,
+            message_type::CALL,
+            "Greeter:sayHello",
+            seqid,
+            &rich_args(p, "x"),
+            &[("trace", "t")],
+        );
+        kit = kit.frame(f);
+    }
+    let failures = kit.garbage_rounds(200).check();
+    assert!(failures.is_empty(), "{failures:#?}");
 }

@@ -10,9 +10,9 @@ use common::{message, reply_body, rich_args};
 use metaprotocol_core::{Codec, LocalReply, Message, MessageType, Mutation, ReplyKind, ResponseStatus, WireBuf};
 use metaprotocol_thrift::protocol::{message_type, Protocol};
 use metaprotocol_thrift::transport::Transport;
-use metaprotocol_thrift::{ThriftCodec, ThriftOptions, TransportOption};
+use metaprotocol_thrift::{ThriftCodec, ThriftLayout, ThriftOptions, TransportOption};
 
-fn decode(codec: &mut ThriftCodec, frame: &[u8]) -> Message {
+fn decode(codec: &mut ThriftCodec, frame: &[u8]) -> Message<ThriftLayout> {
     let mut buf = BytesMut::from(frame);
     let m = codec.decode(&mut buf).unwrap().unwrap();
     assert!(buf.is_empty());
@@ -75,8 +75,14 @@ fn local_replies_are_application_exceptions_in_the_requests_transport_and_protoc
     ] {
         let mut c = ThriftCodec::default();
         let req = decode(&mut c, &message(t, p, message_type::CALL, "sayHello", 9, &rich_args(p, "x"), &[]));
-        for (kind, app_type) in [(ReplyKind::RouteNotFound, 1), (ReplyKind::Timeout, 6), (ReplyKind::BadRequest, 7)] {
-            let reply = c.local_reply(&req.metadata, &LocalReply::new(kind, "nope")).unwrap();
+        for (kind, app_type) in [
+            (ReplyKind::RouteNotFound, 1),
+            (ReplyKind::Timeout, 6),
+            (ReplyKind::BadRequest, 7),
+            (ReplyKind::UpstreamReset, 6),
+            (ReplyKind::NoHealthyUpstream, 6),
+        ] {
+            let reply = c.local_reply(&req, &LocalReply::new(kind, "nope")).unwrap();
             assert_eq!(reply.metadata.message_type, MessageType::Error);
             assert_eq!(reply.metadata.request_id, 9);
             // Decoded by a codec fixed to the request's transport: same framing.
@@ -85,7 +91,7 @@ fn local_replies_are_application_exceptions_in_the_requests_transport_and_protoc
                 Transport::Unframed => TransportOption::Unframed,
                 Transport::Header => TransportOption::Header,
             };
-            let mut strict = ThriftCodec::new(ThriftOptions { transport: fixed, ..ThriftOptions::default() });
+            let mut strict = ThriftCodec::new(ThriftOptions { transport: fixed, ..ThriftOptions::default() }).unwrap();
             let again = decode(&mut strict, reply.frame());
             assert_eq!(again.metadata.request_id, 9);
             // The TApplicationException's type field is the last i32 before the final STOP.
@@ -145,8 +151,63 @@ fn transforms_and_garbage_are_refused_clearly() {
     let err = ThriftCodec::default().decode(&mut BytesMut::from(&b"GET / HTTP/1.1\r\n"[..])).unwrap_err();
     assert!(err.to_string().contains("not a Thrift message"), "{err}");
     // A list claiming more elements than the limit.
-    let mut c = ThriftCodec::new(ThriftOptions { max_container_size: 10, ..ThriftOptions::default() });
+    let mut c = ThriftCodec::new(ThriftOptions { max_container_size: 10, ..ThriftOptions::default() }).unwrap();
     let body = [0x0f, 0, 1, 0x08, 0, 0, 0, 11];
     let f = message(Transport::Unframed, Protocol::Binary, message_type::CALL, "m", 1, &body, &[]);
     assert!(c.decode(&mut BytesMut::from(&f[..])).is_err());
+}
+
+#[test]
+fn sequence_id_rewrites_resize_compact_varints_and_fix_lengths() {
+    for t in [Transport::Framed, Transport::Unframed, Transport::Header] {
+        for p in [Protocol::Binary, Protocol::Compact] {
+            let original =
+                message(t, p, message_type::CALL, "Greeter:sayHello", 1, &rich_args(p, "x"), &[("trace", "t-1")]);
+            let mut c = ThriftCodec::default();
+            let mut m = decode(&mut c, &original);
+            let mut previous = 1;
+            // As compact varints: 5 bytes, 3, 1, 1, 2, then back to the original.
+            for id in [u64::from(u32::MAX), 300_000, 0, 127, 128, 1] {
+                assert_eq!(c.rewrite_request_id(&mut m, id).unwrap(), previous);
+                let mut out = WireBuf::new();
+                let mut mu = Mutation::new();
+                mu.set("x-hop", "1");
+                c.encode(&m, &mu, &mut out).unwrap();
+                let bytes = out.take_bytes();
+                let again = decode(&mut ThriftCodec::default(), &bytes);
+                assert_eq!(again.metadata.request_id, id, "{t:?} {p:?}");
+                assert_eq!(again.metadata.operation().to_string(), "Greeter/sayHello");
+                assert_eq!(again.metadata.kvs.get_str("x-hop"), (t == Transport::Header).then_some("1"));
+                if t == Transport::Header {
+                    // THeader's own sequence id follows the message's.
+                    assert_eq!(u64::from(u32::from_be_bytes(bytes[8..12].try_into().unwrap())), id);
+                } else {
+                    assert_eq!(id != 1, bytes != original, "{t:?} {p:?}: only the id changed");
+                }
+                // Without a mutation too.
+                let mut out = WireBuf::new();
+                c.encode(&m, &Mutation::new(), &mut out).unwrap();
+                let plain = decode(&mut ThriftCodec::default(), &out.take_bytes());
+                assert_eq!(
+                    (plain.metadata.request_id, plain.metadata.kvs.get_str("trace")),
+                    (id, again.metadata.kvs.get_str("trace"))
+                );
+                previous = id;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_rewrite_that_would_outgrow_the_maximum_frame_size_is_refused() {
+    let p = Protocol::Compact;
+    let f = message(Transport::Framed, p, message_type::CALL, "method", 1, &rich_args(p, "x"), &[]);
+    let options = ThriftOptions { max_frame_size: f.len(), ..ThriftOptions::default() };
+    let mut c = ThriftCodec::new(options).unwrap();
+    let mut m = decode(&mut c, &f);
+    c.rewrite_request_id(&mut m, u64::from(u32::MAX)).unwrap();
+    let mut out = WireBuf::new();
+    assert!(c.encode(&m, &Mutation::new(), &mut out).is_err());
+    assert!(out.is_empty(), "nothing was queued");
+    assert!(c.rewrite_request_id(&mut m, u64::from(u32::MAX) + 1).is_err());
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use metaprotocol_core::testkit::ConformanceKit;
 use metaprotocol_core::{Codec, Message, MessageType, ResponseStatus};
-use metaprotocol_thrift::ThriftCodec;
+use metaprotocol_thrift::{ThriftCodec, ThriftLayout};
 use serde_json::Value;
 
 fn dir() -> PathBuf {
@@ -30,7 +30,7 @@ fn files(m: &Value) -> Vec<String> {
     f
 }
 
-fn decode_file(name: &str) -> (Vec<u8>, Vec<(usize, Message)>) {
+fn decode_file(name: &str) -> (Vec<u8>, Vec<(usize, Message<ThriftLayout>)>) {
     let data = std::fs::read(dir().join(name)).unwrap();
     let mut buf = BytesMut::from(&data[..]);
     let mut codec = ThriftCodec::default();

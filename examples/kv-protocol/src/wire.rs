@@ -1,5 +1,7 @@
 //! The kv wire format: constants, the fixed header, the header block, and a frame builder.
 
+use std::ops::Range;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use metaprotocol_core::{ByteReader, CodecError, KeyValues, MessageType, ResponseStatus};
 
@@ -11,8 +13,14 @@ pub const VERSION: u8 = 1;
 pub const FIXED_HEADER: usize = 20;
 /// Bytes before the length field's coverage starts (magic, version, type, length).
 pub const PREFIX: usize = 8;
+/// Offset of the message type.
+pub const TYPE_OFFSET: usize = 3;
 /// Offset of the request id.
 pub const ID_OFFSET: usize = 8;
+/// Offset of the status.
+pub const STATUS_OFFSET: usize = 16;
+/// Offset of the header block length.
+pub const BLOCK_LEN_OFFSET: usize = 18;
 
 /// The message types of the kv protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +60,8 @@ impl KvType {
             KvType::Request => MessageType::Request,
             KvType::Response => MessageType::Response,
             KvType::Oneway => MessageType::Oneway,
-            KvType::Ping | KvType::Pong => MessageType::Heartbeat,
+            KvType::Ping => MessageType::Ping,
+            KvType::Pong => MessageType::Pong,
             KvType::Error => MessageType::Error,
         }
     }
@@ -77,11 +86,12 @@ pub fn status_to_byte(s: ResponseStatus) -> u8 {
     }
 }
 
-/// Parses a header block occupying `frame[start..end]` into key/values that slice `frame`.
-pub fn parse_block(frame: &Bytes, start: usize, end: usize) -> Result<KeyValues, CodecError> {
+/// Parses the header block occupying `start..end` of `kvs`'s frame, pushing each entry as spans
+/// of the frame (no copy). `kvs` must be a map over the frame ([`KeyValues::over`]).
+pub fn parse_block(kvs: &mut KeyValues, start: usize, end: usize) -> Result<(), CodecError> {
+    let frame = kvs.frame().clone();
     let block = frame.get(start..end).ok_or_else(|| CodecError::malformed(start, "header block outside the frame"))?;
     let mut r = ByteReader::with_base(block, start);
-    let mut kvs = KeyValues::with_capacity(8);
     while !r.is_at_end() {
         let klen = r.u8("header key length")? as usize;
         if klen == 0 {
@@ -90,32 +100,48 @@ pub fn parse_block(frame: &Bytes, start: usize, end: usize) -> Result<KeyValues,
         let key = r.take_range(klen, "header key")?;
         let vlen = r.u16_be("header value length")? as usize;
         let value = r.take_range(vlen, "header value")?;
-        kvs.push(frame.slice(key), frame.slice(value));
+        kvs.push(kvs.span(key)?, kvs.span(value)?);
     }
-    Ok(kvs)
+    Ok(())
 }
 
-/// Appends one header entry; fails when the key or value is too long for the format.
-pub fn put_entry(dst: &mut BytesMut, key: &[u8], value: &[u8]) -> Result<(), CodecError> {
+/// Appends one header entry and returns where its key and value landed in `dst`; fails, writing
+/// nothing, when the key or value is too long for the format.
+pub fn put_entry(dst: &mut BytesMut, key: &[u8], value: &[u8]) -> Result<(Range<usize>, Range<usize>), CodecError> {
+    let (klen, vlen) = check_entry(key, value)?;
+    dst.put_u8(klen);
+    let key_at = dst.len();
+    dst.put_slice(key);
+    dst.put_u16(vlen);
+    let value_at = dst.len();
+    dst.put_slice(value);
+    Ok((key_at..key_at + key.len(), value_at..value_at + value.len()))
+}
+
+/// The key and value lengths of an entry, as the format writes them; fails when the key or value
+/// is too long for the format (or the key is empty).
+pub fn check_entry(key: &[u8], value: &[u8]) -> Result<(u8, u16), CodecError> {
     let klen = u8::try_from(key.len())
         .ok()
         .filter(|&n| n > 0)
         .ok_or(CodecError::Encode("kv header keys are 1 to 255 bytes".into()))?;
     let vlen = u16::try_from(value.len())
         .map_err(|_| CodecError::Encode("kv header values are at most 65535 bytes".into()))?;
-    dst.put_u8(klen);
-    dst.put_slice(key);
-    dst.put_u16(vlen);
-    dst.put_slice(value);
-    Ok(())
+    Ok((klen, vlen))
 }
 
-/// Writes the fixed header for a frame with a `block_len`-byte header block and `body_len`-byte body.
+/// The encoded size of one header entry.
+pub fn entry_len(key: &[u8], value: &[u8]) -> usize {
+    3 + key.len() + value.len()
+}
+
+/// Writes the fixed header for a frame with a `block_len`-byte header block and `body_len`-byte
+/// body; fails, writing nothing, when the sizes do not fit the format.
 pub fn put_fixed_header(
     dst: &mut BytesMut,
-    kind: u8,
+    kind: KvType,
     request_id: u64,
-    status: u8,
+    status: ResponseStatus,
     block_len: usize,
     body_len: usize,
 ) -> Result<(), CodecError> {
@@ -127,10 +153,10 @@ pub fn put_fixed_header(
         .ok_or(CodecError::Encode("kv frame over 4 GiB".into()))?;
     dst.put_slice(&MAGIC);
     dst.put_u8(VERSION);
-    dst.put_u8(kind);
+    dst.put_u8(kind as u8);
     dst.put_u32(length);
     dst.put_u64(request_id);
-    dst.put_u8(status);
+    dst.put_u8(status_to_byte(status));
     dst.put_u8(0);
     dst.put_u16(block);
     Ok(())
@@ -185,14 +211,7 @@ impl FrameBuilder {
             put_entry(&mut block, k, v)?;
         }
         let mut out = BytesMut::with_capacity(FIXED_HEADER + block.len() + self.body.len());
-        put_fixed_header(
-            &mut out,
-            self.kind as u8,
-            self.request_id,
-            status_to_byte(self.status),
-            block.len(),
-            self.body.len(),
-        )?;
+        put_fixed_header(&mut out, self.kind, self.request_id, self.status, block.len(), self.body.len())?;
         out.put_slice(&block);
         out.put_slice(&self.body);
         Ok(out.freeze())

@@ -36,5 +36,5 @@ fn session_capture_matches_its_generator() {
         types.push(m.metadata.message_type);
     }
     assert!(buf.is_empty());
-    assert_eq!(types, [MessageType::Request, MessageType::Request, MessageType::Oneway, MessageType::Heartbeat]);
+    assert_eq!(types, [MessageType::Request, MessageType::Request, MessageType::Oneway, MessageType::Ping]);
 }

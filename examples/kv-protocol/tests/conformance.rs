@@ -34,7 +34,7 @@ fn samples() -> Vec<bytes::Bytes> {
 
 #[test]
 fn kv_codec_passes_the_conformance_kit() {
-    let mut kit = ConformanceKit::new(|| KvCodec::new(KvOptions { max_frame_size: 64 * 1024 }))
+    let mut kit = ConformanceKit::new(|| KvCodec::new(KvOptions { max_frame_size: 64 * 1024 }).unwrap())
         .removable_key("trace")
         // Declares 4 GiB, and exactly one byte over the 64 KiB maximum.
         .oversized_prefix(&b"KV\x01\x00\xff\xff\xff\xf0"[..])

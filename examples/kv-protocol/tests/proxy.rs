@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use kv_protocol::{FrameBuilder, KvCodec, KvCodecFactory, KvType};
+use kv_protocol::{FrameBuilder, KvCodec, KvCodecFactory, KvLayout, KvType};
 use metaprotocol_core::{Codec, Message, MessageType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -75,7 +75,7 @@ access_log: {{ enabled: false }}
     frames.extend_from_slice(&FrameBuilder::new(KvType::Ping, 5).build().unwrap());
     client.write_all(&frames).await.unwrap();
 
-    let (mut codec, mut buf, mut got): (KvCodec, BytesMut, Vec<Message>) =
+    let (mut codec, mut buf, mut got): (KvCodec, BytesMut, Vec<Message<KvLayout>>) =
         (KvCodec::default(), BytesMut::new(), Vec::new());
     while got.len() < 5 {
         tokio::time::timeout(Duration::from_secs(5), client.read_buf(&mut buf))
@@ -100,6 +100,6 @@ access_log: {{ enabled: false }}
     }
     assert_eq!(got[3].metadata.message_type, MessageType::Error);
     assert_eq!(got[3].metadata.kvs.get_str("error-kind"), Some("route_not_found"));
-    assert_eq!(got[4].metadata.message_type, MessageType::Heartbeat, "pings are answered by the proxy");
+    assert_eq!(got[4].metadata.message_type, MessageType::Pong, "pings are answered by the proxy");
     running.shutdown().await;
 }

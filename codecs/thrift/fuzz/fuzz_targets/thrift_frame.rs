@@ -1,6 +1,7 @@
 //! Arbitrary bytes to the Thrift decoder (transport and protocol chosen by the first byte: auto or
 //! fixed), fed in two reads, then re-encoded with and without a mutation and a sequence-id
-//! rewrite: nothing may panic, and a passthrough gives the frame back byte for byte.
+//! rewrite, and answered with a local reply (and a malformed reply after a decode error): nothing
+//! may panic, a passthrough gives the frame back byte for byte, and every reply built decodes.
 #![no_main]
 
 use bytes::BytesMut;
@@ -10,19 +11,26 @@ use metaprotocol_thrift::{ProtocolOption, ThriftCodec, ThriftOptions, TransportO
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, data)) = data.split_first() else { return };
-    let transport = [TransportOption::Auto, TransportOption::Framed, TransportOption::Unframed, TransportOption::Header][usize::from(mode & 3)];
-    let protocol = [ProtocolOption::Auto, ProtocolOption::Binary, ProtocolOption::Compact][usize::from((mode >> 2) % 3)];
-    let mut codec = ThriftCodec::new(ThriftOptions {
+    let transport =
+        [TransportOption::Auto, TransportOption::Framed, TransportOption::Unframed, TransportOption::Header]
+            [usize::from(mode & 3)];
+    let protocol =
+        [ProtocolOption::Auto, ProtocolOption::Binary, ProtocolOption::Compact][usize::from((mode >> 2) % 3)];
+    let options = ThriftOptions {
         transport,
         protocol,
         lax_binary: mode & 0x40 != 0,
         max_frame_size: 1 << 20,
         max_depth: 32,
         max_container_size: 10_000,
-    });
+    };
+    let mut codec = ThriftCodec::new(options).expect("valid options");
     let split = usize::from(mode >> 4).min(data.len());
     let mut buf = BytesMut::from(&data[..split]);
-    let _ = codec.decode(&mut buf);
+    if let Err(e) = codec.decode(&mut buf) {
+        check_malformed(&mut codec, &e);
+        return;
+    }
     buf.extend_from_slice(&data[split..]);
     let mut mutation = Mutation::new();
     mutation.set("x-fuzz", "1").remove("trace");
@@ -35,9 +43,35 @@ fuzz_target!(|data: &[u8]| {
                 let _ = codec.encode(&msg, &mutation, &mut out);
                 let _ = codec.rewrite_request_id(&mut msg, 300);
                 let _ = codec.encode(&msg, &mutation, &mut out);
-                let _ = codec.local_reply(&msg.metadata, &LocalReply::new(ReplyKind::Timeout, "fuzz"));
+                let _ = msg.take_metadata();
+                if let Ok(reply) = codec.local_reply(&msg, &LocalReply::new(ReplyKind::UpstreamReset, "fuzz")) {
+                    check_reply(&reply);
+                }
             }
-            _ => break,
+            Ok(None) => break,
+            Err(e) => {
+                check_malformed(&mut codec, &e);
+                break;
+            }
         }
     }
 });
+
+/// A malformed reply, when there is one, answers the bad request and decodes.
+fn check_malformed(codec: &mut ThriftCodec, error: &metaprotocol_core::CodecError) {
+    if let Some(reply) = codec.malformed_reply(error) {
+        let metaprotocol_core::CodecError::BadRequest { request_id, .. } = error else {
+            panic!("a reply to an error that names no request: {error}")
+        };
+        assert_eq!(reply.metadata.request_id, *request_id);
+        check_reply(&reply);
+    }
+}
+
+/// A reply decodes, with a fresh codec, to the message it was built as.
+fn check_reply(reply: &metaprotocol_core::Message<metaprotocol_thrift::ThriftLayout>) {
+    let mut buf = BytesMut::from(&reply.frame()[..]);
+    let decoded = ThriftCodec::default().decode(&mut buf).expect("a reply decodes").expect("a whole reply");
+    assert!(buf.is_empty());
+    assert_eq!(&decoded, reply);
+}

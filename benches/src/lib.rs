@@ -7,7 +7,7 @@ pub mod load;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use metaprotocol_core::route::RouteSpec;
-use metaprotocol_core::{MessageType, Metadata, RouteTable};
+use metaprotocol_core::{MessageType, Metadata, RouteTable, Text};
 use metaprotocol_dubbo::hessian::{write_int, write_map_end, write_map_start, write_string};
 
 /// 100 routes: a third exact, a third prefix, a third regex, each on two keys, followed by a
@@ -46,7 +46,7 @@ pub fn typical_request() -> Metadata {
         ("tenant", "acme"),
         ("timeout", "3000"),
     ] {
-        m.kvs.push(Bytes::from_static(k.as_bytes()), Bytes::from_static(v.as_bytes()));
+        m.kvs.push(Text::from_static(k), Text::from_static(v));
     }
     m
 }

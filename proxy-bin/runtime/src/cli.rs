@@ -1,13 +1,13 @@
 //! The `metaproxy` command line.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use metaprotocol_core::ConfigValue;
 
-use crate::inspect::inspect_file;
+use crate::plan::Summary;
 use crate::registry::Registry;
 use crate::RuntimeError;
 
@@ -190,4 +190,26 @@ pub fn run(registry: &Registry, command: Command, out: &mut dyn Write) -> Result
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Decodes every message in `path` with codec `protocol` (configured with `options`) and writes
+/// one JSON line per message to `out`.
+pub fn inspect_file(
+    registry: &Registry,
+    protocol: &str,
+    options: &ConfigValue,
+    path: &Path,
+    out: &mut dyn Write,
+) -> Result<Summary, RuntimeError> {
+    let data = std::fs::read(path).map_err(|source| RuntimeError::Io { path: path.to_path_buf(), source })?;
+    let protocol = registry.configure_codec(protocol, options)?;
+    protocol.inspect(&path.display().to_string(), &data, out).map_err(|e| match e {
+        RuntimeError::Decode { offset, source, .. } => {
+            RuntimeError::Decode { path: path.to_path_buf(), offset, source }
+        }
+        RuntimeError::Truncated { offset, left, .. } => {
+            RuntimeError::Truncated { path: path.to_path_buf(), offset, left }
+        }
+        other => other,
+    })
 }

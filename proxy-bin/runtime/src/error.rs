@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use metaprotocol_core::{CodecError, ConfigError};
 use metaproxy_access_log::AccessLogError;
 
-use crate::config::LoadError;
-
 /// Errors of the runtime crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -94,3 +92,27 @@ pub enum RuntimeError {
         source: std::io::Error,
     },
 }
+
+/// A configuration error located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// The file.
+    pub file: String,
+    /// The line (1-based; 0 when unknown).
+    pub line: usize,
+    /// The field's path, such as `listeners[0].routes[1]`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.field.is_empty() {
+            true => write!(f, "{}:{}: {}", self.file, self.line, self.message),
+            false => write!(f, "{}:{}: {}: {}", self.file, self.line, self.field, self.message),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}

@@ -7,15 +7,13 @@
 //! the file with an error naming the byte offset.
 
 use std::io::Write;
-use std::path::Path;
 
 use bytes::BytesMut;
-use metaprotocol_core::{Codec, ConfigValue, Metadata};
+use metaprotocol_core::{Codec, Metadata};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use crate::plan::Summary;
-use crate::registry::Registry;
 use crate::RuntimeError;
 
 #[derive(Serialize)]
@@ -41,28 +39,6 @@ fn kvs_as_map<S: Serializer>(metadata: &&Metadata, s: S) -> Result<S::Ok, S::Err
         map.serialize_entry(&String::from_utf8_lossy(k), &String::from_utf8_lossy(v))?;
     }
     map.end()
-}
-
-/// Decodes every message in `path` with codec `protocol` (configured with `options`) and writes
-/// one JSON line per message to `out`.
-pub fn inspect_file(
-    registry: &Registry,
-    protocol: &str,
-    options: &ConfigValue,
-    path: &Path,
-    out: &mut dyn Write,
-) -> Result<Summary, RuntimeError> {
-    let data = std::fs::read(path).map_err(|source| RuntimeError::Io { path: path.to_path_buf(), source })?;
-    let protocol = registry.configure_codec(protocol, options)?;
-    protocol.inspect(&path.display().to_string(), &data, out).map_err(|e| match e {
-        RuntimeError::Decode { offset, source, .. } => {
-            RuntimeError::Decode { path: path.to_path_buf(), offset, source }
-        }
-        RuntimeError::Truncated { offset, left, .. } => {
-            RuntimeError::Truncated { path: path.to_path_buf(), offset, left }
-        }
-        other => other,
-    })
 }
 
 /// Decodes `data` (named `name` in the output) with `codec` and writes one JSON line per message.

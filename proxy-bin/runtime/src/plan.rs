@@ -1,6 +1,6 @@
 //! What a configuration becomes before it runs, and the boundary where codec types are erased.
 //!
-//! The runtime's hot path is generic over the codec (`crate::worker` is written for any
+//! The runtime's hot path is generic over the codec (the `worker` module is written for any
 //! `C: Codec`), so no message crosses a trait object. The registry erases that type once, when a
 //! listener's protocol is configured: the result is an `Arc<dyn `[`Protocol`]`>` (as pingora
 //! erases a `ProxyHttp` behind a `Service`), and a worker asks it to [`serve`](Protocol::serve)

@@ -14,6 +14,7 @@ use metaprotocol_core::{ConfigError, ConfigValue, FilterChain, RouteTable};
 use serde_saphyr::Spanned;
 
 use super::model::{AccessLogConfig, Config};
+pub use crate::error::LoadError;
 use crate::plan::ListenerSpec;
 use crate::registry::Registry;
 use crate::upstream::{ClusterSpec, DnsSpec, EndpointSpec, Limits};
@@ -21,30 +22,6 @@ use crate::upstream::{ClusterSpec, DnsSpec, EndpointSpec, Limits};
 /// The largest `max_requests` a cluster may set: the workers' timer wheels hold at most 2^30
 /// entries (two per request with per-try timeouts).
 const MAX_REQUESTS_LIMIT: usize = 1 << 28;
-
-/// A configuration error located in its file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadError {
-    /// The file.
-    pub file: String,
-    /// The line (1-based; 0 when unknown).
-    pub line: usize,
-    /// The field's path, such as `listeners[0].routes[1]`.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl std::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.field.is_empty() {
-            true => write!(f, "{}:{}: {}", self.file, self.line, self.message),
-            false => write!(f, "{}:{}: {}: {}", self.file, self.line, self.field, self.message),
-        }
-    }
-}
-
-impl std::error::Error for LoadError {}
 
 /// A whole validated configuration.
 #[derive(Debug)]

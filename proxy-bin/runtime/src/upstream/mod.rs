@@ -1,6 +1,6 @@
 //! Upstreams as every worker shares them: cluster specs, the shared endpoint sets, circuit
 //! breakers, load balancing and DNS discovery. Connections and pools are not here: each worker
-//! owns its own (see `crate::worker`).
+//! owns its own (see the `worker` module).
 
 mod breaker;
 mod cluster;

@@ -14,13 +14,28 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
-use metaprotocol_core::{Codec, MessageType, Mutation, WireBuf};
+use metaprotocol_core::{Codec, Message, MessageType, Mutation, WireBuf};
 use tokio::net::TcpStream;
 
-use super::engine::Engine;
 use super::io::{poll_read, poll_write};
-use super::listener::ListenerRt;
-use crate::plan::Drainable;
+use crate::plan::{Connections, Drainable};
+use crate::stats::ListenerStats;
+
+/// What a client connection needs from the listener that accepted it, and reports to it.
+pub(crate) trait DownstreamEvents<C: Codec> {
+    /// The listener's configured codec (cloned for each connection).
+    fn codec(&self) -> &C;
+    /// The listener's in-flight limit per connection.
+    fn max_requests_per_connection(&self) -> usize;
+    /// The listener's counters in this worker.
+    fn stats(&self) -> &ListenerStats;
+    /// The worker's open connections.
+    fn connections(&self) -> &Connections;
+    /// A batch of work starts (read the clock once).
+    fn tick(&self);
+    /// A request (two-way, one-way or stream) was decoded on `down`.
+    fn on_request(self: &Rc<Self>, down: &Rc<DownShared<C>>, request: Message<C::Layout>);
+}
 
 /// Stop reading while this much output waits to be written.
 const MAX_BUFFERED: usize = 4 << 20;
@@ -102,16 +117,15 @@ impl<C: Codec> Drainable for DownShared<C> {
 }
 
 /// Serves one accepted connection to its end.
-pub(crate) async fn serve<C: Codec>(
-    engine: Rc<Engine<C>>,
-    listener: Rc<ListenerRt<C>>,
+pub(crate) async fn serve<C: Codec, E: DownstreamEvents<C>>(
+    events: Rc<E>,
     stream: TcpStream,
     peer: Option<SocketAddr>,
 ) {
     let _ = stream.set_nodelay(true);
     let shared = Rc::new(DownShared {
         inner: RefCell::new(DownInner {
-            encoder: engine.codec.clone(),
+            encoder: events.codec().clone(),
             out: WireBuf::new(),
             inflight: 0,
             closing: Closing::No,
@@ -119,19 +133,17 @@ pub(crate) async fn serve<C: Codec>(
         }),
         peer,
     });
-    let key = listener.connections.insert(Rc::downgrade(&shared) as std::rc::Weak<dyn Drainable>);
-    listener.stats.downstream_cx_total.inc();
-    listener.stats.downstream_cx_active.inc();
-    let mut conn =
-        Conn { engine, listener: listener.clone(), shared, stream, decoder: None, inbuf: BytesMut::new(), eof: false };
+    let key = events.connections().insert(Rc::downgrade(&shared) as std::rc::Weak<dyn Drainable>);
+    events.stats().downstream_cx_total.inc();
+    events.stats().downstream_cx_active.inc();
+    let mut conn = Conn { events: events.clone(), shared, stream, decoder: None, inbuf: BytesMut::new(), eof: false };
     std::future::poll_fn(|cx| conn.poll(cx)).await;
-    listener.stats.downstream_cx_active.dec();
-    listener.connections.remove(key);
+    events.stats().downstream_cx_active.dec();
+    events.connections().remove(key);
 }
 
-struct Conn<C: Codec> {
-    engine: Rc<Engine<C>>,
-    listener: Rc<ListenerRt<C>>,
+struct Conn<C: Codec, E> {
+    events: Rc<E>,
     shared: Rc<DownShared<C>>,
     stream: TcpStream,
     /// Made on the first bytes, so an idle connection holds no codec state.
@@ -140,17 +152,17 @@ struct Conn<C: Codec> {
     eof: bool,
 }
 
-impl<C: Codec> Conn<C> {
+impl<C: Codec, E: DownstreamEvents<C>> Conn<C, E> {
     /// True when the connection may start more requests (not closing, under its limits).
     fn can_decode(&self) -> bool {
         let inner = self.shared.inner.borrow();
         inner.closing == Closing::No
-            && inner.inflight < self.listener.spec.max_requests_per_connection
+            && inner.inflight < self.events.max_requests_per_connection()
             && inner.out.len() < MAX_BUFFERED
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.engine.tick();
+        self.events.tick();
         for _ in 0..READS_PER_POLL {
             let mut progressed = false;
             // Whole frames left undecoded by backpressure go first (even after end of stream).
@@ -193,7 +205,7 @@ impl<C: Codec> Conn<C> {
     }
 
     fn decode_all(&mut self) {
-        let mut decoder = self.decoder.take().unwrap_or_else(|| self.engine.codec.clone());
+        let mut decoder = self.decoder.take().unwrap_or_else(|| self.events.codec().clone());
         self.decode_with(&mut decoder);
         self.decoder = Some(decoder);
     }
@@ -210,12 +222,12 @@ impl<C: Codec> Conn<C> {
                     MessageType::Pong | MessageType::Response | MessageType::Error => {
                         tracing::debug!(peer = ?self.shared.peer, "a client sent a response; ignored");
                     }
-                    _ => self.engine.on_request(&self.listener, &self.shared, message),
+                    _ => self.events.on_request(&self.shared, message),
                 },
                 Ok(None) => return,
                 Err(error) => {
                     tracing::debug!(peer = ?self.shared.peer, %error, "malformed frame from a client; closing after the requests in flight");
-                    self.listener.stats.malformed.inc();
+                    self.events.stats().malformed.inc();
                     self.shared.deliver(|encoder, out| {
                         if let Some(reply) = encoder.malformed_reply(&error) {
                             let _ = encoder.encode(&reply, &Mutation::new(), out);

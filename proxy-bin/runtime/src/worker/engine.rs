@@ -18,11 +18,40 @@ use metaprotocol_core::{Codec, Message, RequestContext};
 use metaproxy_access_log::WorkerLog;
 use tokio_util::time::{delay_queue, DelayQueue};
 
+use super::connection::UpShared;
 use super::downstream::DownShared;
 use super::listener::ListenerRt;
 use super::pool::{ClusterPools, LoadGuard};
-use super::upstream::UpShared;
 use crate::upstream::{Resource, SharedCluster};
+
+/// Applied when a route sets no timeout (Envoy's default), so that no request waits forever; also
+/// bounds how long a filter may keep a request parked.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The upstream answered.
+    Response,
+    /// The proxy answered.
+    Local,
+    /// A one-way request was forwarded.
+    Sent,
+    /// A filter dropped it (the connection closes).
+    Dropped,
+}
+
+impl Outcome {
+    /// The access log's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Response => "response",
+            Outcome::Local => "local_reply",
+            Outcome::Sent => "sent_oneway",
+            Outcome::Dropped => "dropped",
+        }
+    }
+}
 
 /// Where a request's answer goes.
 pub(crate) enum Sink<C: Codec> {
@@ -65,7 +94,7 @@ pub(crate) struct Exchange<C: Codec> {
     /// Where the answer goes.
     pub sink: Sink<C>,
     /// The listener that received it.
-    pub listener: Rc<ListenerRt<C>>,
+    pub listener: Rc<ListenerRt>,
     /// What filters, routing and the access log see.
     pub ctx: RequestContext,
     /// The request as it goes on the wire (its key/values moved into `ctx`).

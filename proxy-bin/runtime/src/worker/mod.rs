@@ -13,26 +13,30 @@
 //! The code is generic over the codec: [`serve`] is what an erased [`Protocol`](crate::plan::Protocol)
 //! calls with its concrete type.
 
+mod accept;
+mod connection;
 mod downstream;
 mod engine;
 mod ids;
 mod io;
 mod listener;
 mod pool;
-pub(crate) mod request;
+mod request;
 mod response;
-mod upstream;
 
 use std::rc::Rc;
 use std::sync::Arc;
 
-use metaprotocol_core::Codec;
+use metaprotocol_core::{Codec, RouteTable};
+use tokio::net::TcpListener;
 
 use crate::plan::{ListenerRun, WorkerScope};
 use crate::RuntimeError;
+use accept::Bound;
 use engine::Engine;
+use listener::ListenerRt;
 
-pub use request::DEFAULT_TIMEOUT;
+pub use engine::DEFAULT_TIMEOUT;
 
 /// Serves `run` on the calling worker with codec `codec` (configured; cloned per connection). The
 /// listeners of one worker whose protocols share `pool_key` share one engine: the same upstream
@@ -45,7 +49,15 @@ pub(crate) fn serve<C: Codec>(
     run: ListenerRun,
 ) -> Result<(), RuntimeError> {
     let engine = engine_for(scope, codec, protocol, pool_key);
-    listener::start(engine, run, scope.connections.clone(), scope.shared.shutdown.clone())
+    let routes = RouteTable::compile(&run.spec.routes)
+        .map_err(|source| RuntimeError::Routes { listener: run.spec.name.to_string(), source })?;
+    let address = run.spec.address;
+    let socket = TcpListener::from_std(run.socket).map_err(|source| RuntimeError::Bind { address, source })?;
+    let listener =
+        Rc::new(ListenerRt { spec: run.spec, routes, stats: run.stats, connections: scope.connections.clone() });
+    let bound = Rc::new(Bound { engine, listener });
+    tokio::task::spawn_local(accept::accept(bound, socket, scope.shared.shutdown.clone()));
+    Ok(())
 }
 
 fn engine_for<C: Codec>(scope: &WorkerScope, codec: &C, protocol: &str, pool_key: &str) -> Rc<Engine<C>> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use metaprotocol_core::Codec;
 
-use super::upstream::UpShared;
+use super::connection::{self, ConnectionCtx, ConnectionTicket, UpShared, UpstreamEvents};
 use crate::stats::ClusterStats;
 use crate::upstream::{EndpointSet, SharedCluster, SharedEndpoint};
 
@@ -124,4 +124,34 @@ impl<C: Codec> ClusterPools<C> {
         }
         self.view.borrow().clone()
     }
+}
+
+/// Opens a new connection to `endpoint` of `cluster` and starts its task; `None` when the
+/// cluster's `max_connections` is reached. When the connection ends it leaves the pool, then
+/// `events` learns which requests were on it.
+pub(crate) fn open<C: Codec, E: UpstreamEvents<C> + 'static>(
+    events: &Rc<E>,
+    codec: &C,
+    cluster: &Rc<ClusterPools<C>>,
+    endpoint: &Rc<EndpointPool<C>>,
+) -> Option<Rc<UpShared<C>>> {
+    let Some(ticket) = ConnectionTicket::acquire(&cluster.shared) else {
+        cluster.stats.upstream_cx_overflow.inc();
+        return None;
+    };
+    let conn = UpShared::new(codec.clone(), endpoint.shared.address);
+    endpoint.add(conn.clone());
+    let ctx = ConnectionCtx {
+        cluster: cluster.shared.clone(),
+        stats: cluster.stats.clone(),
+        endpoint: endpoint.shared.clone(),
+        ticket,
+    };
+    let (events, codec, conn2, endpoint) = (events.clone(), codec.clone(), conn.clone(), endpoint.clone());
+    tokio::task::spawn_local(async move {
+        let (error, stranded) = connection::run(events.clone(), codec, conn2.clone(), ctx).await;
+        endpoint.remove(&conn2);
+        events.on_connection_lost(&conn2, stranded, &error);
+    });
+    Some(conn)
 }

@@ -8,7 +8,6 @@
 //! call.
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use metaprotocol_core::route::Destination;
 use metaprotocol_core::{
@@ -16,17 +15,15 @@ use metaprotocol_core::{
     RouteDecision,
 };
 
+use super::connection::{ConnState, UpInner, UpShared};
 use super::downstream::DownShared;
-use super::engine::{Engine, EngineState, Exchange, RequestTicket, Sent, Sink, Timer, TimerKind};
+use super::engine::{
+    Engine, EngineState, Exchange, Outcome, RequestTicket, Sent, Sink, Timer, TimerKind, DEFAULT_TIMEOUT,
+};
 use super::listener::ListenerRt;
-use super::pool::{ClusterPools, EndpointPool, LoadGuard};
-use super::upstream::{self, ConnState, UpInner, UpShared};
+use super::pool::{self, ClusterPools, EndpointPool, LoadGuard};
 use crate::upstream::lb::{self, PickInput};
 use crate::upstream::{Resource, UpstreamError};
-
-/// Applied when a route sets no timeout (Envoy's default), so that no request waits forever; also
-/// bounds how long a filter may keep a request parked.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Where a try goes: the endpoint and the connection to it.
 type Target<C> = (Rc<EndpointPool<C>>, Rc<UpShared<C>>);
@@ -45,7 +42,7 @@ impl<C: Codec> Engine<C> {
     /// Starts a request decoded on `down`.
     pub(crate) fn on_request(
         self: &Rc<Self>,
-        listener: &Rc<ListenerRt<C>>,
+        listener: &Rc<ListenerRt>,
         down: &Rc<DownShared<C>>,
         mut request: Message<C::Layout>,
     ) {
@@ -256,7 +253,7 @@ impl<C: Codec> Engine<C> {
         let endpoint = picked.and_then(|i| view.pools.get(i)).cloned().ok_or_else(no_endpoint)?;
         let conn = match endpoint.choose(cluster.shared.spec.connections_per_endpoint) {
             Some(conn) => conn,
-            None => upstream::open(self, cluster, &endpoint).ok_or(UpstreamError::Overflow {
+            None => pool::open(self, &self.codec, cluster, &endpoint).ok_or(UpstreamError::Overflow {
                 cluster: cluster.shared.spec.name.clone(),
                 resource: Resource::Connections,
             })?,
@@ -324,7 +321,7 @@ impl<C: Codec> Engine<C> {
         match sent {
             Ok(()) => {
                 if let Some(ex) = self.remove(key) {
-                    self.finish(&ex, super::response::Outcome::Sent, None);
+                    self.finish(&ex, Outcome::Sent, None);
                 }
             }
             Err(error) => self.reply_by_key(key, LocalReply::new(error.reply_kind(), error.to_string())),

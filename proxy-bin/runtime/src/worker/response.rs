@@ -11,32 +11,21 @@ use metaprotocol_core::{
 };
 use metaproxy_access_log::{Entry, Lookup};
 
-use super::engine::{Engine, Exchange, Sink, Timer, TimerKind};
-use super::request::DEFAULT_TIMEOUT;
-use super::upstream::UpShared;
+use super::connection::{UpShared, UpstreamEvents};
+use super::engine::{Engine, Exchange, Outcome, Sink, Timer, TimerKind, DEFAULT_TIMEOUT};
 use crate::upstream::UpstreamError;
 
-/// How a request ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// The upstream answered.
-    Response,
-    /// The proxy answered.
-    Local,
-    /// A one-way request was forwarded.
-    Sent,
-    /// A filter dropped it (the connection closes).
-    Dropped,
-}
+impl<C: Codec> UpstreamEvents<C> for Engine<C> {
+    fn tick(&self) {
+        Engine::tick(self);
+    }
 
-impl Outcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Response => "response",
-            Outcome::Local => "local_reply",
-            Outcome::Sent => "sent_oneway",
-            Outcome::Dropped => "dropped",
-        }
+    fn on_response(self: &Rc<Self>, conn: &Rc<UpShared<C>>, response: Message<C::Layout>) {
+        self.response_arrived(conn, response);
+    }
+
+    fn on_connection_lost(self: &Rc<Self>, conn: &Rc<UpShared<C>>, stranded: Vec<u32>, error: &UpstreamError) {
+        self.connection_lost(conn, stranded, error);
     }
 }
 
@@ -51,7 +40,7 @@ impl Lookup for MetadataLookup<'_> {
 
 impl<C: Codec> Engine<C> {
     /// An upstream response arrived on `conn`.
-    pub(crate) fn on_response(self: &Rc<Self>, conn: &Rc<UpShared<C>>, mut response: Message<C::Layout>) {
+    fn response_arrived(self: &Rc<Self>, conn: &Rc<UpShared<C>>, mut response: Message<C::Layout>) {
         let id = response.metadata.request_id;
         let Some(key) = conn.inner.borrow_mut().ids.remove(id) else {
             tracing::debug!(id, "upstream answer to no request in flight (late or unknown); dropped");
@@ -206,12 +195,7 @@ impl<C: Codec> Engine<C> {
     }
 
     /// An upstream connection ended (or never opened) with `stranded` requests on it.
-    pub(crate) fn on_connection_lost(
-        self: &Rc<Self>,
-        conn: &Rc<UpShared<C>>,
-        stranded: Vec<u32>,
-        error: &UpstreamError,
-    ) {
+    fn connection_lost(self: &Rc<Self>, conn: &Rc<UpShared<C>>, stranded: Vec<u32>, error: &UpstreamError) {
         for key in stranded {
             let key = key as usize;
             let on_conn = {

@@ -1,6 +1,7 @@
 //! One upstream connection of one worker: [`UpShared`], where the worker's requests are encoded
 //! straight into the write buffer, and the task that connects, writes that buffer, reads and
-//! decodes responses, and hands each to the engine on the spot.
+//! decodes responses, and hands each on the spot to whoever listens ([`UpstreamEvents`]: the
+//! engine). The connection knows neither the engine nor the pool it belongs to.
 //!
 //! A connection being opened takes requests already: they wait in its buffer (counted against
 //! the cluster's `max_pending_requests`) and go out when it connects. When the connection ends,
@@ -14,14 +15,23 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
-use metaprotocol_core::{Codec, MessageType, Mutation, WireBuf};
+use metaprotocol_core::{Codec, Message, MessageType, Mutation, WireBuf};
 use tokio::net::TcpStream;
 
-use super::engine::Engine;
 use super::ids::IdMap;
 use super::io::{poll_read, poll_write};
-use super::pool::{ClusterPools, EndpointPool};
-use crate::upstream::{Resource, SharedCluster, UpstreamError};
+use crate::stats::ClusterStats;
+use crate::upstream::{Resource, SharedCluster, SharedEndpoint, UpstreamError};
+
+/// What an upstream connection reports.
+pub(crate) trait UpstreamEvents<C: Codec> {
+    /// A batch of work starts (read the clock once).
+    fn tick(&self);
+    /// A response (or error answer) arrived on `conn`.
+    fn on_response(self: &Rc<Self>, conn: &Rc<UpShared<C>>, response: Message<C::Layout>);
+    /// `conn` ended (or never opened) with the requests `stranded` on it.
+    fn on_connection_lost(self: &Rc<Self>, conn: &Rc<UpShared<C>>, stranded: Vec<u32>, error: &UpstreamError);
+}
 
 /// Stop choosing a connection while this much output waits to be written on it.
 const MAX_BUFFERED: usize = 4 << 20;
@@ -94,7 +104,14 @@ impl<C: Codec> UpShared<C> {
 }
 
 /// Holds one unit of a cluster's `max_connections` for as long as a connection lives.
-struct ConnectionTicket(Arc<SharedCluster>);
+pub(crate) struct ConnectionTicket(Arc<SharedCluster>);
+
+impl ConnectionTicket {
+    /// One more connection to `cluster`, if under its limit.
+    pub fn acquire(cluster: &Arc<SharedCluster>) -> Option<Self> {
+        cluster.breaker.try_acquire(Resource::Connections).then(|| ConnectionTicket(cluster.clone()))
+    }
+}
 
 impl Drop for ConnectionTicket {
     fn drop(&mut self) {
@@ -102,34 +119,29 @@ impl Drop for ConnectionTicket {
     }
 }
 
-/// Opens a new connection to `endpoint` and starts its task; `None` when `max_connections` is
-/// reached.
-pub(crate) fn open<C: Codec>(
-    engine: &Rc<Engine<C>>,
-    cluster: &Rc<ClusterPools<C>>,
-    endpoint: &Rc<EndpointPool<C>>,
-) -> Option<Rc<UpShared<C>>> {
-    if !cluster.shared.breaker.try_acquire(Resource::Connections) {
-        cluster.stats.upstream_cx_overflow.inc();
-        return None;
-    }
-    let ticket = ConnectionTicket(cluster.shared.clone());
-    let conn = UpShared::new(engine.codec.clone(), endpoint.shared.address);
-    endpoint.add(conn.clone());
-    let task = run(engine.clone(), cluster.clone(), endpoint.clone(), conn.clone(), ticket);
-    tokio::task::spawn_local(task);
-    Some(conn)
+/// Where a connection goes and what it counts against.
+pub(crate) struct ConnectionCtx {
+    /// The cluster (connect timeout, breaker, ejection).
+    pub cluster: Arc<SharedCluster>,
+    /// This worker's counters for it.
+    pub stats: Arc<ClusterStats>,
+    /// The endpoint.
+    pub endpoint: Arc<SharedEndpoint>,
+    /// Its `max_connections` unit.
+    pub ticket: ConnectionTicket,
 }
 
-async fn run<C: Codec>(
-    engine: Rc<Engine<C>>,
-    cluster: Rc<ClusterPools<C>>,
-    endpoint: Rc<EndpointPool<C>>,
+/// Connects `conn` and runs it until it closes; returns why, and the keys of the requests that
+/// were still on it (the caller retries or answers them).
+pub(crate) async fn run<C: Codec, E: UpstreamEvents<C>>(
+    events: Rc<E>,
+    codec: C,
     conn: Rc<UpShared<C>>,
-    ticket: ConnectionTicket,
-) {
+    ctx: ConnectionCtx,
+) -> (UpstreamError, Vec<u32>) {
+    let ConnectionCtx { cluster, stats, endpoint, ticket } = ctx;
     let address = conn.address;
-    let connected = tokio::time::timeout(cluster.shared.spec.connect_timeout, TcpStream::connect(address)).await;
+    let connected = tokio::time::timeout(cluster.spec.connect_timeout, TcpStream::connect(address)).await;
     let error = match connected {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
@@ -137,54 +149,53 @@ async fn run<C: Codec>(
                 let mut inner = conn.inner.borrow_mut();
                 inner.state = ConnState::Open;
                 for _ in 0..std::mem::take(&mut inner.pending) {
-                    cluster.shared.breaker.release(Resource::Pending);
+                    cluster.breaker.release(Resource::Pending);
                 }
             }
-            cluster.stats.upstream_cx_total.inc();
-            cluster.stats.upstream_cx_active.inc();
-            endpoint.shared.open_connections.fetch_add(1, Ordering::AcqRel);
-            let mut decoder = engine.codec.clone();
+            stats.upstream_cx_total.inc();
+            stats.upstream_cx_active.inc();
+            endpoint.open_connections.fetch_add(1, Ordering::AcqRel);
+            let mut decoder = codec;
             let mut inbuf = BytesMut::new();
             let error =
-                std::future::poll_fn(|cx| poll_conn(&engine, &conn, &stream, &mut decoder, &mut inbuf, cx)).await;
-            endpoint.shared.open_connections.fetch_sub(1, Ordering::AcqRel);
-            cluster.stats.upstream_cx_active.dec();
+                std::future::poll_fn(|cx| poll_conn(&events, &conn, &stream, &mut decoder, &mut inbuf, cx)).await;
+            endpoint.open_connections.fetch_sub(1, Ordering::AcqRel);
+            stats.upstream_cx_active.dec();
             tracing::debug!(%address, %error, "upstream connection closed");
             error
         }
         Ok(Err(source)) => {
-            cluster.stats.upstream_cx_connect_fail.inc();
-            cluster.shared.eject(&endpoint.shared);
+            stats.upstream_cx_connect_fail.inc();
+            cluster.eject(&endpoint);
             UpstreamError::ConnectFailure { address, source: Arc::new(source) }
         }
         Err(_) => {
-            cluster.stats.upstream_cx_connect_fail.inc();
-            cluster.stats.upstream_cx_connect_timeout.inc();
-            cluster.shared.eject(&endpoint.shared);
+            stats.upstream_cx_connect_fail.inc();
+            stats.upstream_cx_connect_timeout.inc();
+            cluster.eject(&endpoint);
             UpstreamError::ConnectTimeout { address }
         }
     };
-    endpoint.remove(&conn);
     let stranded = {
         let mut inner = conn.inner.borrow_mut();
         inner.state = ConnState::Closed;
         inner.out.clear();
         for _ in 0..std::mem::take(&mut inner.pending) {
-            cluster.shared.breaker.release(Resource::Pending);
+            cluster.breaker.release(Resource::Pending);
         }
         inner.ids.drain()
     };
     drop(ticket);
     if !stranded.is_empty() && matches!(error, UpstreamError::Reset { .. } | UpstreamError::BadResponse { .. }) {
-        cluster.stats.upstream_cx_destroy_with_active_rq.inc();
+        stats.upstream_cx_destroy_with_active_rq.inc();
     }
-    engine.on_connection_lost(&conn, stranded, &error);
+    (error, stranded)
 }
 
 /// Reads, decodes and hands over responses; writes what waits. Ends with why the connection
 /// closed.
-fn poll_conn<C: Codec>(
-    engine: &Rc<Engine<C>>,
+fn poll_conn<C: Codec, E: UpstreamEvents<C>>(
+    events: &Rc<E>,
     conn: &Rc<UpShared<C>>,
     stream: &TcpStream,
     decoder: &mut C,
@@ -192,7 +203,7 @@ fn poll_conn<C: Codec>(
     cx: &mut Context<'_>,
 ) -> Poll<UpstreamError> {
     let address = conn.address;
-    engine.tick();
+    events.tick();
     for _ in 0..READS_PER_POLL {
         let mut progressed = false;
         match poll_read(stream, inbuf, cx) {
@@ -210,7 +221,7 @@ fn poll_conn<C: Codec>(
                                 }
                             }
                             MessageType::Pong => {}
-                            _ => engine.on_response(conn, message),
+                            _ => events.on_response(conn, message),
                         },
                         Ok(None) => break,
                         Err(source) => return Poll::Ready(UpstreamError::BadResponse { address, source }),

@@ -19,11 +19,15 @@ pub async fn provider(name: &str, behavior: Behavior) -> Provider {
 
 /// Starts a proxy from `yaml`, where `{name}` placeholders are replaced by provider addresses.
 pub async fn proxy(yaml: &str, providers: &[&Provider]) -> Running {
+    proxy_with(yaml, providers, metaproxy_runtime::default_registry().unwrap()).await
+}
+
+/// [`proxy`] with plugins of the test's own.
+pub async fn proxy_with(yaml: &str, providers: &[&Provider], registry: metaproxy_runtime::Registry) -> Running {
     let mut text = yaml.to_string();
     for p in providers {
         text = text.replace(&format!("{{{}}}", p.name), &p.address.to_string());
     }
-    let registry = metaproxy_runtime::default_registry().unwrap();
     let cfg =
         metaproxy_runtime::config::load_str(&text, "test.yaml", &registry).unwrap_or_else(|e| panic!("{e}\n{text}"));
     metaproxy_runtime::server::start(cfg).await.unwrap()

@@ -55,7 +55,7 @@ fn error_for(from: &str, to: &str) -> LoadError {
 
 #[test]
 fn mistakes_are_reported_with_file_line_and_field() {
-    let cases: [(&str, &str, usize, &str, &str); 8] = [
+    let cases: [(&str, &str, usize, &str, &str); 11] = [
         (
             "route: { cluster: provider, subset: user }",
             "route: { cluster: providr, subset: user }",
@@ -82,6 +82,27 @@ fn mistakes_are_reported_with_file_line_and_field() {
         ),
         ("connect_timeout: 1s", "connect_timeout: soon", 21, "clusters[0].connect_timeout", "invalid duration"),
         ("filters: []", "filters: [{ name: nope }]", 8, "listeners[0].filters[0]", "unknown filter `nope`"),
+        (
+            "admin: { address: 127.0.0.1:9901 }",
+            "access_log: { text_format: \"%START_TIME% %NOPE%\" }",
+            2,
+            "access_log.text_format",
+            "NOPE",
+        ),
+        (
+            "lb: round_robin",
+            "lb: round_robin\n    circuit_breakers: { max_requests: 0 }",
+            21,
+            "clusters[0].circuit_breakers.max_requests",
+            "at least 1",
+        ),
+        (
+            "lb: round_robin",
+            "lb: round_robin\n    circuit_breakers: { max_pending_requests: 999999999999 }",
+            21,
+            "clusters[0].circuit_breakers.max_pending_requests",
+            "at most",
+        ),
     ];
     for (from, to, line, field, message) in cases {
         let e = error_for(from, to);

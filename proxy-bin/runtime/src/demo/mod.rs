@@ -40,7 +40,9 @@ impl Default for DemoOptions {
     }
 }
 
+// One worker: the demo's clients and providers run in this process too, on the other core.
 const EMBEDDED: &str = r#"
+workers: 1
 listeners:
   - name: dubbo-in
     address: 127.0.0.1:0

@@ -22,6 +22,7 @@ use super::connection::UpShared;
 use super::downstream::DownShared;
 use super::listener::ListenerRt;
 use super::pool::{ClusterPools, LoadGuard};
+use super::table::Table;
 use crate::upstream::{Resource, SharedCluster};
 
 /// Applied when a route sets no timeout (Envoy's default), so that no request waits forever; also
@@ -143,7 +144,7 @@ pub(crate) struct Timer {
 /// The mutable part of an engine.
 pub(crate) struct EngineState<C: Codec> {
     /// Requests in flight (two-way, sent or waiting for a connection).
-    pub inflight: slab::Slab<Exchange<C>>,
+    pub inflight: Table<Exchange<C>>,
     /// Their deadlines: one timing wheel per engine, polled by one task.
     pub timers: DelayQueue<Timer>,
     /// The last sequence number given.
@@ -187,7 +188,7 @@ impl<C: Codec> Engine<C> {
             codec,
             protocol,
             clusters: clusters.iter().map(|c| Rc::new(ClusterPools::new(c.clone()))).collect(),
-            state: RefCell::new(EngineState { inflight: slab::Slab::new(), timers: DelayQueue::new(), next_seq: 0 }),
+            state: RefCell::new(EngineState { inflight: Table::default(), timers: DelayQueue::new(), next_seq: 0 }),
             access_log,
             clock: Cell::new(Instant::now()),
         });

@@ -23,6 +23,7 @@ mod listener;
 mod pool;
 mod request;
 mod response;
+mod table;
 
 use std::rc::Rc;
 use std::sync::Arc;

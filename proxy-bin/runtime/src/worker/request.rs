@@ -293,7 +293,7 @@ impl<C: Codec> Engine<C> {
     /// Takes request `key` out of the table, cancelling its timers.
     pub(crate) fn remove(&self, key: usize) -> Option<Exchange<C>> {
         let mut state = self.state.borrow_mut();
-        let mut ex = state.inflight.try_remove(key)?;
+        let mut ex = state.inflight.remove(key)?;
         state.cancel(&mut ex.request_timer);
         state.cancel(&mut ex.try_timer);
         Some(ex)

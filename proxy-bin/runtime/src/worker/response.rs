@@ -12,7 +12,7 @@ use metaprotocol_core::{
 use metaproxy_access_log::{Entry, Lookup};
 
 use super::connection::{UpShared, UpstreamEvents};
-use super::engine::{Engine, Exchange, Outcome, Sink, Timer, TimerKind, DEFAULT_TIMEOUT};
+use super::engine::{Engine, EngineState, Exchange, Outcome, Sink, Timer, TimerKind, DEFAULT_TIMEOUT};
 use crate::upstream::UpstreamError;
 
 impl<C: Codec> UpstreamEvents<C> for Engine<C> {
@@ -46,19 +46,37 @@ impl<C: Codec> Engine<C> {
             tracing::debug!(id, "upstream answer to no request in flight (late or unknown); dropped");
             return;
         };
-        let Some(mut ex) = self.remove(key as usize) else { return };
-        ex.sent = None;
-        if let Err(e) = self.codec.rewrite_request_id(&mut response, ex.original_id) {
-            let reply = LocalReply::new(ReplyKind::InternalError, format!("cannot restore the request id: {e}"));
-            return self.reply_locally(ex, reply);
+        let key = key as usize;
+        let filtered = {
+            let mut state = self.state.borrow_mut();
+            let EngineState { inflight, timers, .. } = &mut *state;
+            let Some(ex) = inflight.get_mut(key) else { return };
+            for timer in [&mut ex.request_timer, &mut ex.try_timer] {
+                if let Some(t) = timer.take() {
+                    let _ = timers.try_remove(&t);
+                }
+            }
+            ex.sent = None;
+            if let Err(e) = self.codec.rewrite_request_id(&mut response, ex.original_id) {
+                drop(state);
+                let reply = LocalReply::new(ReplyKind::InternalError, format!("cannot restore the request id: {e}"));
+                return self.reply_by_key(key, reply);
+            }
+            if ex.listener.spec.filters.is_empty() {
+                // The common case, finished where the request lies: no move of its state.
+                self.write_response(ex, &response);
+                self.finish(ex, Outcome::Response, Some(&response.metadata));
+                inflight.discard(key);
+                return;
+            }
+            true
+        };
+        if filtered {
+            let Some(mut ex) = self.remove(key) else { return };
+            ex.ctx.response = Some(response.take_metadata());
+            let step = ex.listener.spec.filters.run_response(&mut ex.ctx, ex.listener.spec.filters.len());
+            self.after_response_filters(ex, response, step);
         }
-        if ex.listener.spec.filters.is_empty() {
-            self.write_response(&ex, &response);
-            return self.finish(&ex, Outcome::Response, Some(&response.metadata));
-        }
-        ex.ctx.response = Some(response.take_metadata());
-        let step = ex.listener.spec.filters.run_response(&mut ex.ctx, ex.listener.spec.filters.len());
-        self.after_response_filters(ex, response, step);
     }
 
     fn after_response_filters(self: &Rc<Self>, mut ex: Exchange<C>, response: Message<C::Layout>, step: ChainStep) {

@@ -1,13 +1,16 @@
 //! `echo-upstream`: a fast upstream for benchmarks. Answers every Dubbo or framed-Thrift request
 //! with a fixed response (a string value of `--payload` bytes) carrying the request's id. It reads
-//! frame boundaries and ids only, and answers a whole read's worth of requests in one write.
+//! frame boundaries and ids only, reads into a large buffer, and answers a whole read's worth of
+//! requests in one write. One thread (the default) runs a current-thread event loop.
 
 #![forbid(unsafe_code)]
 
-use bytes::{Buf, BytesMut};
+use std::process::ExitCode;
+
 use clap::Parser;
-use metaprotocol_benches::load::{next_frame, Proto, Template};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use metaprotocol_benches::load::{next_frame, Proto, RecvBuf, Template};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 /// A fast echo upstream.
 #[derive(Debug, Parser)]
@@ -22,42 +25,65 @@ struct Args {
     /// Response value size in bytes.
     #[arg(long, default_value_t = 1024)]
     payload: usize,
-    /// Tokio worker threads.
+    /// Threads (1: a current-thread event loop; more: a multi-threaded runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
-    let Ok(rt) = tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads.max(1)).enable_all().build()
-    else {
-        return std::process::ExitCode::FAILURE;
+    let built = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()
+    };
+    let Ok(rt) = built else {
+        eprintln!("echo-upstream: cannot start the runtime");
+        return ExitCode::FAILURE;
     };
     rt.block_on(async move {
-        let Ok(listener) = tokio::net::TcpListener::bind(args.listen).await else {
-            eprintln!("echo-upstream: cannot bind {}", args.listen);
-            return std::process::ExitCode::FAILURE;
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("echo-upstream: cannot bind {}: {e}", args.listen);
+                return ExitCode::FAILURE;
+            }
         };
         println!("LISTENING {}", args.listen);
         let response = Template::response(args.protocol, args.payload);
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let (response, proto) = (response.clone(), args.protocol);
-            tokio::spawn(async move {
-                let _ = sock.set_nodelay(true);
-                let (mut inbuf, mut out) = (BytesMut::with_capacity(64 * 1024), BytesMut::with_capacity(64 * 1024));
-                while sock.read_buf(&mut inbuf).await.unwrap_or(0) > 0 {
-                    while let Some((len, id, _)) = next_frame(proto, &inbuf) {
-                        // Heartbeats and one-way requests are not answered by this simple upstream.
-                        inbuf.advance(len);
-                        response.write(&mut out, id);
-                    }
-                    if sock.write_all(&out).await.is_err() {
-                        break;
-                    }
-                    out.clear();
-                }
-            });
+        if response.is_empty() {
+            eprintln!("echo-upstream: cannot build the response");
+            return ExitCode::FAILURE;
         }
-        std::process::ExitCode::SUCCESS
+        loop {
+            match listener.accept().await {
+                Ok((sock, _)) => {
+                    let response = response.clone();
+                    tokio::spawn(serve(sock, args.protocol, response));
+                }
+                // Out of descriptors and the like: keep serving the connections there are.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
     })
+}
+
+/// Answers the requests of one connection until it closes.
+async fn serve(mut sock: TcpStream, proto: Proto, response: Template) {
+    let _ = sock.set_nodelay(true);
+    let mut inbuf = RecvBuf::new(256 * 1024);
+    let mut out = Vec::with_capacity(64 * 1024);
+    while inbuf.read_from(&mut sock).await.unwrap_or(0) > 0 {
+        while let Some((len, id, _)) = next_frame(proto, inbuf.pending()) {
+            // Heartbeats and one-way requests are not answered by this simple upstream.
+            inbuf.consume(len);
+            response.write(&mut out, id);
+        }
+        if !out.is_empty() {
+            if sock.write_all(&out).await.is_err() {
+                break;
+            }
+            out.clear();
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! Dubbo bodies: what a request or response carries after the header, read into metadata and
-//! the layout offsets that encoding needs.
+//! the [`DubboLayout`] that encoding and replies need.
 //!
 //! A request body is a sequence of Hessian values: Dubbo protocol version, service path, service
 //! version, method name, parameter-type descriptor (`Ljava/lang/String;I`), one value per
@@ -8,56 +8,83 @@
 //! status it is an error message string.
 
 use bytes::Bytes;
-use metaprotocol_core::{CodecError, KeyValues, Layout, MessageType, Metadata, ResponseStatus};
+use metaprotocol_core::{CodecError, KeyValues, Message, MessageType, Metadata, ResponseStatus, Text};
 
-use crate::header::{small_number, status, Header, HEADER_LEN};
+use crate::header::{small_number, status, Header, HEADER_LEN, HESSIAN2};
 use crate::hessian::{MapValue, Reader, StrValue};
+use crate::layout::{offset, Attachments, Body, DubboLayout, RequestLayout, ResponseKind, ResponseLayout, Span};
 
-/// Layout slot: the flag byte.
-pub const SLOT_FLAGS: usize = 0;
-/// Layout slot: where the attachment map starts (the body's end when there is none).
-pub const SLOT_ATTACH_START: usize = 1;
-/// Layout slot: where the attachment map ends.
-pub const SLOT_ATTACH_END: usize = 2;
-/// Layout slot: 1 when the body was read and may be re-encoded (Hessian 2, not an event, a
-/// request or a status-20 response).
-pub const SLOT_MUTABLE: usize = 3;
-/// Layout slot: where the response body kind starts.
-pub const SLOT_KIND_START: usize = 4;
-/// Layout slot: where it ends.
-pub const SLOT_KIND_END: usize = 5;
-/// Layout slot: the response body kind.
-pub const SLOT_KIND: usize = 6;
-/// Layout slot: 1 when the body holds an attachment map (at `SLOT_ATTACH_START..SLOT_ATTACH_END`).
-pub const SLOT_HAS_MAP: usize = 7;
+/// Key/value entries a request's map starts with room for: the five fields read from the body
+/// plus a typical attachment map, so that decoding a request allocates the map once.
+pub const REQUEST_KEYS: usize = 16;
 
-/// Response body kinds.
-pub mod kind {
-    /// An exception.
-    pub const EXCEPTION: i32 = 0;
-    /// A value.
-    pub const VALUE: i32 = 1;
-    /// A null value.
-    pub const NULL_VALUE: i32 = 2;
-    /// An exception, then attachments.
-    pub const EXCEPTION_WITH_ATTACHMENTS: i32 = 3;
-    /// A value, then attachments.
-    pub const VALUE_WITH_ATTACHMENTS: i32 = 4;
-    /// A null value, then attachments.
-    pub const NULL_VALUE_WITH_ATTACHMENTS: i32 = 5;
-}
+/// Key/value entries a response's map starts with room for: as many as the map holds inline.
+pub const RESPONSE_KEYS: usize = 4;
 
-fn text(frame: &Bytes, s: StrValue) -> Bytes {
-    match s {
-        StrValue::Span(r) => frame.slice(r),
-        StrValue::Joined(v) => Bytes::from(v),
+/// The message in `frame`, whose header is `header` (its body may be read or not). When the body
+/// of a two-way request does not parse, the error is a [`CodecError::BadRequest`] carrying the
+/// frame, so that the request can be answered.
+///
+/// The result is shaped as [`Codec::decode`](metaprotocol_core::Codec::decode)'s (it is always
+/// `Some`), so that the message is built where the caller returns it.
+pub fn decode(frame: Bytes, header: &Header, max_depth: usize) -> Result<Option<Message<DubboLayout>>, CodecError> {
+    if header.is_event() || header.serialization() != HESSIAN2 {
+        let (metadata, layout) = if header.is_event() { event(header)? } else { not_decoded(header)? };
+        return Ok(Some(Message::new(metadata, frame, layout)));
+    }
+    if header.is_request() {
+        request(frame, header, max_depth)
+    } else {
+        response(frame, header, max_depth)
     }
 }
 
-fn map_bytes(frame: &Bytes, v: MapValue) -> Bytes {
-    match v {
-        MapValue::Str(s) => text(frame, s),
-        MapValue::Raw(r) => frame.slice(r),
+/// Metadata with the header's fields and an empty key/value map.
+pub(crate) fn bare(message_type: MessageType, header: &Header) -> Result<Metadata, CodecError> {
+    Ok(Metadata {
+        message_type,
+        request_id: header.request_id,
+        header_size: offset(HEADER_LEN)?,
+        body_size: offset(header.body_len)?,
+        ..Metadata::default()
+    })
+}
+
+/// A heartbeat: a two-way event request is a ping (it wants an answer); an event response, or a
+/// one-way event request (as `dubbo-py` sends), is a pong.
+pub(crate) fn event(header: &Header) -> Result<(Metadata, DubboLayout), CodecError> {
+    let ping = header.is_request() && header.is_two_way();
+    let mut metadata = bare(if ping { MessageType::Ping } else { MessageType::Pong }, header)?;
+    metadata
+        .kvs
+        .push(Text::from_static("event"), Text::from_static(if header.is_request() { "request" } else { "response" }));
+    Ok((metadata, DubboLayout { flags: header.flags, body: Body::Event }))
+}
+
+/// Another serialization: header-level metadata only, marked as such; forwarded untouched.
+fn not_decoded(header: &Header) -> Result<(Metadata, DubboLayout), CodecError> {
+    let message_type = match (header.is_request(), header.is_two_way(), header.status == status::OK) {
+        (true, true, _) => MessageType::Request,
+        (true, false, _) => MessageType::Oneway,
+        (false, _, true) => MessageType::Response,
+        (false, _, false) => MessageType::Error,
+    };
+    let mut m = bare(message_type, header)?;
+    if message_type == MessageType::Error {
+        m.response_status = ResponseStatus::Error;
+    }
+    m.kvs.push(Text::from_static("serialization"), Text::from_static_bytes(small_number(header.serialization())));
+    m.kvs.push(Text::from_static("body"), Text::from_static("not decoded: serialization is not hessian2"));
+    Ok((m, DubboLayout { flags: header.flags, body: Body::NotDecoded }))
+}
+
+/// A handle to a string read from the frame (joined chunks are stored in the map).
+#[inline]
+pub(crate) fn text(kvs: &mut KeyValues, s: Option<StrValue>) -> Result<Text, CodecError> {
+    match s {
+        Some(StrValue::Span(r)) => kvs.span(r),
+        Some(StrValue::Joined(v)) => Ok(kvs.own(Bytes::from(v))),
+        None => Ok(Text::EMPTY),
     }
 }
 
@@ -81,128 +108,229 @@ pub fn count_parameters(desc: &[u8]) -> Option<usize> {
     Some(n)
 }
 
-/// Reads the attachment map at the reader's position (if the body has one) into `kvs`, and
-/// records its place in `layout`.
-fn read_attachments(
-    r: &mut Reader<'_>,
-    frame: &Bytes,
-    kvs: &mut KeyValues,
-    layout: &mut Layout,
-) -> Result<(), CodecError> {
-    let start = r.position();
-    let end = if r.is_at_end() {
-        start
-    } else {
-        // Bytes after the map are tolerated (and forwarded): some peers pad bodies.
-        layout.set(SLOT_HAS_MAP, 1);
-        r.read_map(|e| kvs.push(map_bytes(frame, e.key), map_bytes(frame, e.value)))?.end
-    };
-    layout.set(SLOT_ATTACH_START, start as u32);
-    layout.set(SLOT_ATTACH_END, end as u32);
-    Ok(())
+/// A map key or value as a handle: a one-chunk ASCII string (the common case) is a range of the
+/// frame, read without the general machinery. (The error is taken out in each arm, so that the
+/// common arm's handle stays in registers instead of being merged with the other's in memory.)
+#[inline(always)]
+fn map_piece(r: &mut Reader<'_>, kvs: &mut KeyValues) -> Result<Text, CodecError> {
+    Ok(match r.ascii_string() {
+        Some(range) => kvs.span(range)?,
+        None => map_piece_general(r, kvs)?,
+    })
 }
 
-/// Metadata of a request (`header.is_request()`, Hessian 2, not an event).
-pub fn request(frame: &Bytes, header: &Header, max_depth: usize) -> Result<(Metadata, Layout), CodecError> {
-    let body = frame.get(HEADER_LEN..).unwrap_or(&[]);
-    let mut r = Reader::new(body, HEADER_LEN).with_max_depth(max_depth);
-    let field = |r: &mut Reader<'_>, what: &'static str| -> Result<Bytes, CodecError> {
-        let at = r.position();
-        match r.read_string() {
-            Ok(Some(s)) => Ok(text(frame, s)),
-            Ok(None) => Ok(Bytes::new()),
-            Err(e) => Err(CodecError::malformed(at, format!("request {what}: {e}"))),
-        }
-    };
-    let dubbo_version = field(&mut r, "Dubbo version")?;
-    let path = field(&mut r, "service path")?;
-    let version = field(&mut r, "service version")?;
-    let method = field(&mut r, "method name")?;
-    let at = r.position();
-    let types = field(&mut r, "parameter types")?;
-    let params =
-        count_parameters(&types).ok_or_else(|| CodecError::malformed(at, "invalid parameter type descriptor"))?;
-    for _ in 0..params {
-        r.skip_value()?;
+#[cold]
+#[inline(never)]
+fn map_piece_general(r: &mut Reader<'_>, kvs: &mut KeyValues) -> Result<Text, CodecError> {
+    match r.map_value_general()? {
+        MapValue::Str(s) => text(kvs, Some(s)),
+        MapValue::Raw(range) => kvs.span(range),
     }
-    // Five fields from the body plus a typical attachment map, in one allocation.
-    let mut kvs = KeyValues::with_capacity(16);
-    kvs.push(Bytes::from_static(b"interface"), path.clone());
-    kvs.push(Bytes::from_static(b"method"), method.clone());
-    kvs.push(Bytes::from_static(b"version"), version);
-    kvs.push(Bytes::from_static(b"dubbo_version"), dubbo_version);
-    kvs.push(Bytes::from_static(b"parameter_types"), types);
-    let mut layout = Layout::new().with(SLOT_FLAGS, u32::from(header.flags)).with(SLOT_MUTABLE, 1);
-    read_attachments(&mut r, frame, &mut kvs, &mut layout)?;
+}
+
+/// Reads the attachment map at the reader's position, if the body has one, into `kvs` through
+/// `batch` (what [`Reader::read_map`] reads, entry by entry).
+#[inline]
+fn read_attachments<const N: usize>(
+    r: &mut Reader<'_>,
+    kvs: &mut KeyValues,
+    batch: &mut Batch<N>,
+) -> Result<Attachments, CodecError> {
+    let start = r.position();
+    if r.is_at_end() {
+        return Ok(Attachments::Absent(Span::new(start..start)?));
+    }
+    // Bytes after the map are tolerated (and forwarded): some peers pad bodies.
+    if r.map_open()? {
+        while !r.map_close()? {
+            let key = map_piece(r, kvs)?;
+            let value = map_piece(r, kvs)?;
+            batch.add(kvs, key, value);
+        }
+    }
+    Ok(Attachments::Map(Span::new(start..r.position())?))
+}
+
+/// Up to `N` entries on their way into a [`KeyValues`], pushed together once a body is read:
+/// pushing an entry right after making its handles makes the CPU wait for the handles' stores to
+/// reach the cache (the push reads them back in wider pieces than they were written), which cost
+/// more than reading the strings.
+struct Batch<const N: usize> {
+    entries: [(Text, Text); N],
+    len: usize,
+}
+
+impl<const N: usize> Batch<N> {
+    fn new() -> Self {
+        Batch { entries: [(Text::EMPTY, Text::EMPTY); N], len: 0 }
+    }
+
+    #[inline(always)]
+    fn add(&mut self, kvs: &mut KeyValues, key: Text, value: Text) {
+        if self.len == N {
+            self.flush(kvs);
+        }
+        if let Some(slot) = self.entries.get_mut(self.len) {
+            *slot = (key, value);
+            self.len += 1;
+        }
+    }
+
+    fn flush(&mut self, kvs: &mut KeyValues) {
+        for &(key, value) in self.entries.iter().take(self.len) {
+            kvs.push(key, value);
+        }
+        self.len = 0;
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn field_error(at: usize, what: &'static str, e: crate::hessian::HessianError) -> CodecError {
+    CodecError::malformed(at, format!("request {what}: {e}"))
+}
+
+/// One string field of a request: its handle and its encoded span.
+#[inline(always)]
+fn field(r: &mut Reader<'_>, kvs: &mut KeyValues, what: &'static str) -> Result<(Text, Span), CodecError> {
+    let at = r.position();
+    Ok(match r.ascii_string() {
+        Some(range) => (kvs.span(range)?, Span::new(at..r.position())?),
+        None => field_general(r, kvs, what)?,
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn field_general(r: &mut Reader<'_>, kvs: &mut KeyValues, what: &'static str) -> Result<(Text, Span), CodecError> {
+    let at = r.position();
+    match r.read_string() {
+        Ok(s) => Ok((text(kvs, s)?, Span::new(at..r.position())?)),
+        Err(e) => Err(field_error(at, what, e)),
+    }
+}
+
+/// The message of a request (`header.is_request()`, Hessian 2, not an event). A two-way request
+/// whose body does not parse gives a [`CodecError::BadRequest`].
+///
+/// The key/value map is filled in place and the message is built where it is returned: the
+/// metadata is a few hundred bytes, and moving it through intermediate results costs as much as
+/// parsing a string.
+pub fn request(frame: Bytes, header: &Header, max_depth: usize) -> Result<Option<Message<DubboLayout>>, CodecError> {
+    let (header_size, body_size) = (offset(HEADER_LEN)?, offset(header.body_len)?);
+    let mut kvs = KeyValues::over(frame.clone(), REQUEST_KEYS);
+    let parts = match request_body(&frame, &mut kvs, max_depth) {
+        Ok(parts) => parts,
+        Err(e) if header.is_two_way() => return Err(CodecError::bad_request(header.request_id, frame, e)),
+        Err(e) => return Err(e),
+    };
     let metadata = Metadata {
         message_type: if header.is_two_way() { MessageType::Request } else { MessageType::Oneway },
         request_id: header.request_id,
-        header_size: HEADER_LEN as u32,
-        body_size: header.body_len as u32,
-        service: Some(path),
-        method: Some(method),
+        stream_id: None,
+        response_status: ResponseStatus::Ok,
+        header_size,
+        body_size,
+        service: Some(parts.service),
+        method: Some(parts.method),
         kvs,
-        ..Metadata::default()
     };
-    Ok((metadata, layout))
+    Ok(Some(Message::new(metadata, frame, DubboLayout { flags: header.flags, body: Body::Request(parts.layout) })))
 }
 
-/// Metadata of a response (Hessian 2, not an event).
-pub fn response(frame: &Bytes, header: &Header, max_depth: usize) -> Result<(Metadata, Layout), CodecError> {
+/// What a request body gives besides its key/values.
+struct RequestParts {
+    service: Text,
+    method: Text,
+    layout: RequestLayout,
+}
+
+/// Reads a request body into `kvs`: the five fields, then the attachments.
+#[inline(always)]
+fn request_body(frame: &Bytes, kvs: &mut KeyValues, max_depth: usize) -> Result<RequestParts, CodecError> {
     let body = frame.get(HEADER_LEN..).unwrap_or(&[]);
     let mut r = Reader::new(body, HEADER_LEN).with_max_depth(max_depth);
-    let mut kvs = KeyValues::with_capacity(4);
-    kvs.push(Bytes::from_static(b"status"), Bytes::from_static(small_number(header.status)));
-    let mut layout = Layout::new().with(SLOT_FLAGS, u32::from(header.flags));
-    let mut metadata = Metadata {
-        message_type: MessageType::Response,
+    let (dubbo_version, _) = field(&mut r, kvs, "Dubbo version")?;
+    let (path, service) = field(&mut r, kvs, "service path")?;
+    let (version, _) = field(&mut r, kvs, "service version")?;
+    let (method_name, method) = field(&mut r, kvs, "method name")?;
+    let (types, types_span) = field(&mut r, kvs, "parameter types")?;
+    let params = count_parameters(kvs.resolve(types))
+        .ok_or_else(|| CodecError::malformed(types_span.start as usize, "invalid parameter type descriptor"))?;
+    for _ in 0..params {
+        r.skip_value()?;
+    }
+    let mut batch = Batch::<REQUEST_KEYS>::new();
+    batch.add(kvs, Text::from_static("interface"), path);
+    batch.add(kvs, Text::from_static("method"), method_name);
+    batch.add(kvs, Text::from_static("version"), version);
+    batch.add(kvs, Text::from_static("dubbo_version"), dubbo_version);
+    batch.add(kvs, Text::from_static("parameter_types"), types);
+    let attachments = read_attachments(&mut r, kvs, &mut batch)?;
+    batch.flush(kvs);
+    Ok(RequestParts { service: path, method: method_name, layout: RequestLayout { service, method, attachments } })
+}
+
+/// The message of a response (Hessian 2, not an event), built in place like a request's.
+pub fn response(frame: Bytes, header: &Header, max_depth: usize) -> Result<Option<Message<DubboLayout>>, CodecError> {
+    let (header_size, body_size) = (offset(HEADER_LEN)?, offset(header.body_len)?);
+    // Status, body kind and two attachments fit the map's inline entries: no allocation.
+    let mut kvs = KeyValues::over(frame.clone(), RESPONSE_KEYS);
+    let (message_type, response_status, body) = response_body(&frame, header, &mut kvs, max_depth)?;
+    let metadata = Metadata {
+        message_type,
         request_id: header.request_id,
-        header_size: HEADER_LEN as u32,
-        body_size: header.body_len as u32,
-        ..Metadata::default()
+        stream_id: None,
+        response_status,
+        header_size,
+        body_size,
+        service: None,
+        method: None,
+        kvs,
     };
+    Ok(Some(Message::new(metadata, frame, DubboLayout { flags: header.flags, body })))
+}
+
+/// Reads a response body into `kvs`: its message type, outcome and layout.
+#[inline(always)]
+fn response_body(
+    frame: &Bytes,
+    header: &Header,
+    kvs: &mut KeyValues,
+    max_depth: usize,
+) -> Result<(MessageType, ResponseStatus, Body), CodecError> {
+    let body = frame.get(HEADER_LEN..).unwrap_or(&[]);
+    let mut r = Reader::new(body, HEADER_LEN).with_max_depth(max_depth);
+    let mut batch = Batch::<RESPONSE_KEYS>::new();
+    batch.add(kvs, Text::from_static("status"), Text::from_static_bytes(small_number(header.status)));
     if header.status != status::OK {
         // The body is the error message.
-        metadata.message_type = MessageType::Error;
-        metadata.response_status = ResponseStatus::Error;
-        if let Ok(Some(msg)) = r.read_string() {
-            kvs.push(Bytes::from_static(b"error_message"), text(frame, msg));
+        if let Ok(msg @ Some(_)) = r.read_string() {
+            let msg = text(kvs, msg)?;
+            batch.add(kvs, Text::from_static("error_message"), msg);
         }
-        metadata.kvs = kvs;
-        return Ok((metadata, layout));
+        batch.flush(kvs);
+        return Ok((MessageType::Error, ResponseStatus::Error, Body::ErrorMessage));
     }
     let kind_start = r.position();
-    let kind = r.read_int()?;
-    layout.set(SLOT_KIND_START, kind_start as u32);
-    layout.set(SLOT_KIND_END, r.position() as u32);
-    layout.set(SLOT_KIND, kind as u32);
-    layout.set(SLOT_MUTABLE, 1);
-    let kind_text = u8::try_from(kind)
-        .ok()
-        .filter(|k| *k <= 5)
+    let kind = ResponseKind::from_wire(r.read_int()?)
         .ok_or_else(|| CodecError::malformed(kind_start, "unknown response body kind"))?;
-    kvs.push(Bytes::from_static(b"body_kind"), Bytes::from_static(small_number(kind_text)));
-    match kind {
-        kind::EXCEPTION | kind::EXCEPTION_WITH_ATTACHMENTS => {
-            metadata.response_status = ResponseStatus::BusinessException;
-            r.skip_value()?;
-        }
-        kind::VALUE | kind::VALUE_WITH_ATTACHMENTS => {
-            r.skip_value()?;
-        }
-        _ => {}
+    let kind_end = offset(r.position())?;
+    batch.add(kvs, Text::from_static("body_kind"), Text::from_static(kind.as_text()));
+    if kind.is_exception() || kind.has_value() {
+        r.skip_value()?;
     }
-    if kind >= kind::EXCEPTION_WITH_ATTACHMENTS {
-        read_attachments(&mut r, frame, &mut kvs, &mut layout)?;
+    let attachments = if kind.has_attachments() {
+        read_attachments(&mut r, kvs, &mut batch)?
     } else {
-        // No attachments: a mutation inserts the map after the value. Bytes after the value (dubbo-py
-        // writes a stray null after a null value) are forwarded as they are, and replaced by the map
-        // when one is inserted.
-        layout.set(SLOT_ATTACH_START, r.position() as u32);
-        layout.set(SLOT_ATTACH_END, frame.len() as u32);
-    }
-    metadata.kvs = kvs;
-    Ok((metadata, layout))
+        // No attachments: a mutation inserts the map after the value. Bytes after the value
+        // (dubbo-py writes a stray null after a null value) are forwarded as they are, and
+        // replaced by the map when one is inserted.
+        Attachments::Absent(Span::new(r.position()..frame.len())?)
+    };
+    batch.flush(kvs);
+    let outcome = if kind.is_exception() { ResponseStatus::BusinessException } else { ResponseStatus::Ok };
+    Ok((MessageType::Response, outcome, Body::Response(ResponseLayout { kind, kind_end, attachments })))
 }
 
 #[cfg(test)]

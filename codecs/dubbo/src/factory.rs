@@ -1,10 +1,9 @@
 //! [`DubboCodecFactory`]: the codec registered as `dubbo`, and its options.
 
-use std::sync::Arc;
-
-use metaprotocol_core::{parse_config, Codec, CodecFactory, ConfigError, ConfigValue, NewCodec};
+use metaprotocol_core::{parse_config, CodecFactory, ConfigError, ConfigValue};
 use serde::Deserialize;
 
+use crate::header::{HEADER_LEN, MAX_FRAME_SIZE};
 use crate::hessian::DEFAULT_MAX_DEPTH;
 use crate::DubboCodec;
 
@@ -15,9 +14,10 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 8 * 1024 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DubboOptions {
-    /// Largest frame, header included (default 8 MiB, as Dubbo's `payload`).
+    /// Largest frame, header included (default 8 MiB, as Dubbo's `payload`; at most
+    /// [`MAX_FRAME_SIZE`], 16 bytes plus 2 GiB − 1, the most a Dubbo header can declare).
     pub max_frame_size: usize,
-    /// Deepest nesting of Hessian lists, maps and objects (default 64).
+    /// Deepest nesting of Hessian lists, maps and objects (default 64, at least 1).
     pub max_depth: usize,
 }
 
@@ -27,23 +27,74 @@ impl Default for DubboOptions {
     }
 }
 
+impl DubboOptions {
+    /// Refuses options the codec cannot honour: a `max_frame_size` below a header and one byte, or
+    /// above what a Dubbo header can declare (and the `u32` offsets of a layout can hold), and a
+    /// `max_depth` of 0.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_frame_size <= HEADER_LEN {
+            return Err(ConfigError::invalid("max_frame_size", format!("must be at least {} bytes", HEADER_LEN + 1)));
+        }
+        let limit = MAX_FRAME_SIZE.min(metaprotocol_core::FRAME_SIZE_LIMIT);
+        if self.max_frame_size > limit {
+            return Err(ConfigError::invalid(
+                "max_frame_size",
+                format!(
+                    "{} bytes is over the largest Dubbo frame, {limit} bytes (a 16-byte header and a body \
+                     length that is a signed 32-bit integer)",
+                    self.max_frame_size
+                ),
+            ));
+        }
+        if self.max_depth == 0 {
+            return Err(ConfigError::invalid("max_depth", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 /// `protocol: dubbo`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DubboCodecFactory;
 
 impl CodecFactory for DubboCodecFactory {
+    type Codec = DubboCodec;
+
     fn name(&self) -> &'static str {
         "dubbo"
     }
 
-    fn configure(&self, options: &ConfigValue) -> Result<Arc<dyn NewCodec>, ConfigError> {
+    fn configure(&self, options: &ConfigValue) -> Result<DubboCodec, ConfigError> {
         let options: DubboOptions = parse_config(options)?;
-        if options.max_frame_size < crate::header::HEADER_LEN + 1 {
-            return Err(ConfigError::invalid("max_frame_size", "must be at least 17 bytes"));
+        options.validate()?;
+        Ok(DubboCodec::new(options))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metaprotocol_core::Codec;
+    use serde_json::json;
+
+    #[test]
+    fn options_are_checked() {
+        let f = DubboCodecFactory;
+        assert_eq!(f.configure(&ConfigValue::Null).unwrap().max_frame_size(), DEFAULT_MAX_FRAME_SIZE);
+        let c = f.configure(&json!({"max_frame_size": 1024, "max_depth": 8})).unwrap();
+        assert_eq!((c.max_frame_size(), c.options().max_depth), (1024, 8));
+        assert_eq!(f.configure(&json!({"max_frame_size": MAX_FRAME_SIZE})).unwrap().max_frame_size(), MAX_FRAME_SIZE);
+        for (bad, field) in [
+            (json!({"max_frame_size": 16}), "max_frame_size"),
+            (json!({"max_frame_size": MAX_FRAME_SIZE + 1}), "max_frame_size"),
+            (json!({"max_frame_size": u64::MAX}), "max_frame_size"),
+            (json!({"max_depth": 0}), "max_depth"),
+        ] {
+            match f.configure(&bad) {
+                Err(ConfigError::Invalid { field: got, message }) => assert_eq!(got, field, "{bad}: {message}"),
+                other => panic!("{bad}: {other:?}"),
+            }
         }
-        if options.max_depth == 0 {
-            return Err(ConfigError::invalid("max_depth", "must be at least 1"));
-        }
-        Ok(Arc::new(move || Box::new(DubboCodec::new(options.clone())) as Box<dyn Codec>))
+        assert!(f.configure(&json!({"max_frame": 1})).is_err(), "unknown fields are refused");
     }
 }

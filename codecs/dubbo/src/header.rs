@@ -21,6 +21,10 @@ pub const HESSIAN2: u8 = 2;
 pub const ID_OFFSET: usize = 4;
 /// Offset of the body length.
 pub const LEN_OFFSET: usize = 12;
+/// The largest frame Dubbo can describe: the header plus the largest `i32` body length. It is
+/// below [`FRAME_SIZE_LIMIT`](metaprotocol_core::FRAME_SIZE_LIMIT), so every offset in a frame
+/// fits the layout's `u32`s.
+pub const MAX_FRAME_SIZE: usize = HEADER_LEN + i32::MAX as usize;
 
 /// Response status codes.
 pub mod status {
@@ -85,6 +89,7 @@ impl Header {
 /// Parses the header at the start of `src`: `Ok(None)` while fewer than 16 bytes are there (after
 /// checking the magic bytes that are), an error for a bad magic, a negative body length or a frame
 /// over `max_frame_size`.
+#[inline]
 pub fn parse(src: &[u8], max_frame_size: usize) -> Result<Option<Header>, CodecError> {
     for (i, (got, want)) in src.iter().zip(MAGIC.iter()).enumerate() {
         if got != want {
@@ -109,15 +114,24 @@ pub fn parse(src: &[u8], max_frame_size: usize) -> Result<Option<Header>, CodecE
     }))
 }
 
-/// Writes a header.
+/// Writes a header; fails for a body over 2 GiB, which Dubbo cannot describe.
 pub fn write(dst: &mut BytesMut, flags: u8, status: u8, request_id: u64, body_len: usize) -> Result<(), CodecError> {
-    let len = i32::try_from(body_len).map_err(|_| CodecError::Encode("Dubbo body over 2 GiB".into()))?;
+    put(dst, flags, status, request_id, body_length(body_len)?);
+    Ok(())
+}
+
+/// `body_len` as the header's `i32` field.
+pub fn body_length(body_len: usize) -> Result<i32, CodecError> {
+    i32::try_from(body_len).map_err(|_| CodecError::Encode("Dubbo body over 2 GiB".into()))
+}
+
+/// Writes a header whose body length is already checked.
+pub fn put(dst: &mut BytesMut, flags: u8, status: u8, request_id: u64, body_len: i32) {
     dst.put_slice(&MAGIC);
     dst.put_u8(flags);
     dst.put_u8(status);
     dst.put_u64(request_id);
-    dst.put_i32(len);
-    Ok(())
+    dst.put_i32(body_len);
 }
 
 /// The decimal text of small numbers without allocating (status codes, body kinds, ids).

@@ -6,9 +6,11 @@
 mod common;
 
 use bytes::{Bytes, BytesMut};
-use metaprotocol_core::{Codec, LocalReply, Message, MessageType, Mutation, ReplyKind, ResponseStatus, WireBuf};
+use metaprotocol_core::{Codec, LocalReply, MessageType, Mutation, ReplyKind, ResponseStatus, WireBuf};
 use metaprotocol_dubbo::hessian::Reader;
-use metaprotocol_dubbo::DubboCodec;
+use metaprotocol_dubbo::{DubboCodec, DubboLayout};
+
+type Message = metaprotocol_core::Message<DubboLayout>;
 
 fn decode(frame: &[u8]) -> Message {
     let mut buf = BytesMut::from(frame);
@@ -50,11 +52,17 @@ fn request_fields_and_attachments() {
 fn oneway_and_heartbeats() {
     assert_eq!(decode(&common::request(1, false, "x", &[])).metadata.message_type, MessageType::Oneway);
     let ping = decode(&common::heartbeat_request(9));
-    assert_eq!(ping.metadata.message_type, MessageType::Heartbeat);
+    assert_eq!(ping.metadata.message_type, MessageType::Ping);
+    assert_eq!(kv(&ping, "event"), Some("request"));
     let codec = DubboCodec::default();
-    let pong = codec.heartbeat_reply(&ping).unwrap().unwrap();
+    let pong = codec.heartbeat_reply(&ping).unwrap();
+    assert_eq!(pong.metadata.message_type, MessageType::Pong);
     assert_eq!(&encode(&pong, &Mutation::new())[..], &common::heartbeat_response(9)[..]);
-    assert!(codec.heartbeat_reply(&pong).unwrap().is_none(), "a heartbeat response needs no reply");
+    assert_eq!(pong, decode(&common::heartbeat_response(9)), "built as decoded");
+    assert!(codec.heartbeat_reply(&pong).is_err(), "a heartbeat response is not a ping");
+    // A one-way heartbeat asks for no answer: a pong.
+    let oneway = decode(&common::frame(0xa2, 0, 10, b"N"));
+    assert_eq!(oneway.metadata.message_type, MessageType::Pong);
 }
 
 #[test]
@@ -127,13 +135,18 @@ fn local_replies_use_dubbo_statuses_and_carry_a_message() {
     for (kind, status) in [
         (ReplyKind::RouteNotFound, "60"),
         (ReplyKind::Timeout, "31"),
-        (ReplyKind::OverLimit, "100"),
+        (ReplyKind::OverLimit, "80"),
         (ReplyKind::BadRequest, "40"),
         (ReplyKind::ClusterNotFound, "80"),
         (ReplyKind::NoHealthyUpstream, "80"),
+        (ReplyKind::Denied, "80"),
+        (ReplyKind::UpstreamReset, "80"),
         (ReplyKind::InternalError, "80"),
     ] {
-        let reply = codec.local_reply(&req.metadata, &LocalReply::new(kind, "no route for this request")).unwrap();
+        // Built from the request alone: its metadata has been moved out.
+        let mut light = req.clone();
+        let _ = light.take_metadata();
+        let reply = codec.local_reply(&light, &LocalReply::new(kind, "no route for this request")).unwrap();
         assert_eq!(reply.metadata.request_id, 11);
         assert_eq!(kv(&reply, "status"), Some(status), "{kind}");
         let msg = kv(&reply, "error_message").unwrap();

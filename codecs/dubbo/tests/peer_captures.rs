@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
 use metaprotocol_core::testkit::ConformanceKit;
-use metaprotocol_core::{Codec, Message, MessageType, ResponseStatus};
-use metaprotocol_dubbo::DubboCodec;
+use metaprotocol_core::{Codec, MessageType, ResponseStatus};
+use metaprotocol_dubbo::{DubboCodec, DubboLayout};
 use serde_json::Value;
+
+type Message = metaprotocol_core::Message<DubboLayout>;
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/peers")
@@ -49,7 +51,7 @@ fn tail_pairs(m: &Message, skip: usize) -> Vec<(String, String)> {
         .kvs
         .iter()
         .skip(skip)
-        .map(|e| (String::from_utf8_lossy(&e.key).into_owned(), String::from_utf8_lossy(&e.value).into_owned()))
+        .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned()))
         .collect();
     v.sort();
     v
@@ -123,8 +125,13 @@ fn every_captured_message_decodes_as_the_peers_meant_it() {
                         );
                     }
                 }
-                "heartbeat_request" | "heartbeat_response" => {
-                    assert_eq!(md.message_type, MessageType::Heartbeat, "{at}");
+                "heartbeat_request" => {
+                    // Two-way heartbeats want an answer; one-way ones (dubbo-py) do not.
+                    let ping = m.frame()[2] & 0x40 != 0;
+                    assert_eq!(md.message_type, if ping { MessageType::Ping } else { MessageType::Pong }, "{at}");
+                }
+                "heartbeat_response" => {
+                    assert_eq!(md.message_type, MessageType::Pong, "{at}");
                 }
                 other => panic!("{at}: unexpected kind {other}"),
             }
@@ -140,13 +147,16 @@ fn captured_heartbeats_get_the_replies_dubbo_expects() {
     let codec = DubboCodec::default();
     let (_, msgs) = decode_file("python3-dubbo.requests.bin");
     let ping = msgs.iter().map(|(_, m)| m).find(|m| m.frame()[2] == 0xe2).expect("a two-way heartbeat");
-    let pong = codec.heartbeat_reply(ping).unwrap().expect("two-way heartbeats are answered");
+    assert_eq!(ping.metadata.message_type, MessageType::Ping);
+    let pong = codec.heartbeat_reply(ping).unwrap();
     assert_eq!(pong.metadata.request_id, ping.metadata.request_id);
+    assert_eq!(pong.metadata.message_type, MessageType::Pong);
     assert_eq!(pong.frame()[2], 0x22, "event response flags");
-    // dubbo-py's heartbeat is one-way: no reply.
+    // dubbo-py's heartbeat is one-way: a pong, which needs no reply.
     let (_, msgs) = decode_file("dubbo-py.requests.bin");
     let oneway = msgs.iter().map(|(_, m)| m).find(|m| m.frame()[2] == 0xa2).expect("a one-way heartbeat");
-    assert!(codec.heartbeat_reply(oneway).unwrap().is_none());
+    assert_eq!(oneway.metadata.message_type, MessageType::Pong);
+    assert!(codec.heartbeat_reply(oneway).is_err());
 }
 
 #[test]
@@ -161,7 +171,7 @@ fn every_captured_frame_passes_the_conformance_kit() {
             let bytes = bytes::Bytes::copy_from_slice(&data[offset..offset + m.len()]);
             let status_ok = m.metadata.kvs.get_str("status").is_none_or(|s| s == "20");
             kit = match m.metadata.message_type {
-                MessageType::Heartbeat | MessageType::Error => kit.frame_without_kv(bytes),
+                MessageType::Ping | MessageType::Pong | MessageType::Error => kit.frame_without_kv(bytes),
                 MessageType::Response if status_ok && m.metadata.kvs.get_str("body_kind") == Some("2") => {
                     kit.frame_rewritten_whole(bytes)
                 }

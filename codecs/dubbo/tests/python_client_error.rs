@@ -38,8 +38,13 @@ fn serve_one(listener: TcpListener, reply: LocalReply) -> std::thread::JoinHandl
         loop {
             while let Some(msg) = codec.decode(&mut buf).expect("the client's bytes decode") {
                 let answer = match msg.metadata.message_type {
-                    MessageType::Heartbeat => codec.heartbeat_reply(&msg).unwrap(),
-                    MessageType::Request => Some(codec.local_reply(&msg.metadata, &reply).unwrap()),
+                    MessageType::Ping => Some(codec.heartbeat_reply(&msg).unwrap()),
+                    MessageType::Request => {
+                        // As the proxy does: the reply is built from the request without its metadata.
+                        let mut light = msg.clone();
+                        let _ = light.take_metadata();
+                        Some(codec.local_reply(&light, &reply).unwrap())
+                    }
                     _ => None,
                 };
                 if let Some(answer) = answer {
@@ -76,7 +81,14 @@ fn call(port: u16) -> Value {
 
 #[test]
 fn python3_dubbo_raises_its_dubbo_error_for_our_error_replies() {
-    for (kind, status) in [(ReplyKind::RouteNotFound, 60), (ReplyKind::Timeout, 31), (ReplyKind::InternalError, 80)] {
+    for (kind, status) in [
+        (ReplyKind::RouteNotFound, 60),
+        (ReplyKind::Timeout, 31),
+        (ReplyKind::BadRequest, 40),
+        (ReplyKind::OverLimit, 80),
+        (ReplyKind::UpstreamReset, 80),
+        (ReplyKind::InternalError, 80),
+    ] {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = serve_one(listener, LocalReply::new(kind, "no route matched this request"));

@@ -1,15 +1,30 @@
 //! Feeds arbitrary bytes to the Dubbo decoder in two reads, and re-encodes what decodes, with
 //! and without a mutation and an id rewrite: nothing may panic, and a passthrough must give the
-//! frame back byte for byte.
+//! frame back byte for byte. Every reply the codec builds (local replies to requests, pongs to
+//! pings, malformed replies to bad requests) must encode and decode back to itself.
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use metaprotocol_core::{Codec, LocalReply, Mutation, ReplyKind, WireBuf};
-use metaprotocol_dubbo::{DubboCodec, DubboOptions};
+use metaprotocol_core::{Codec, LocalReply, Message, MessageType, Mutation, ReplyKind, WireBuf};
+use metaprotocol_dubbo::{DubboCodec, DubboLayout, DubboOptions};
+
+fn options() -> DubboOptions {
+    DubboOptions { max_frame_size: 1 << 20, ..DubboOptions::default() }
+}
+
+/// A reply as built must be what its bytes decode to.
+fn check_reply(codec: &mut DubboCodec, reply: &Message<DubboLayout>) {
+    let mut out = WireBuf::new();
+    codec.encode(reply, &Mutation::new(), &mut out).expect("a reply encodes");
+    let mut buf = BytesMut::from(&out.take_bytes()[..]);
+    let back = DubboCodec::new(options()).decode(&mut buf).expect("a reply decodes").expect("a whole reply");
+    assert!(buf.is_empty());
+    assert_eq!(&back, reply, "a reply as built differs from the reply as decoded");
+}
 
 fuzz_target!(|data: &[u8]| {
-    let mut codec = DubboCodec::new(DubboOptions { max_frame_size: 1 << 20, ..DubboOptions::default() });
+    let mut codec = DubboCodec::new(options());
     let split = data.first().map_or(0, |b| *b as usize).min(data.len());
     let mut buf = BytesMut::from(&data[..split]);
     let _ = codec.decode(&mut buf);
@@ -25,10 +40,27 @@ fuzz_target!(|data: &[u8]| {
                 let _ = codec.encode(&msg, &mutation, &mut out);
                 let _ = codec.rewrite_request_id(&mut msg, 7);
                 let _ = codec.encode(&msg, &mutation, &mut out);
-                let _ = codec.local_reply(&msg.metadata, &LocalReply::new(ReplyKind::Timeout, "fuzz"));
-                let _ = codec.heartbeat_reply(&msg);
+                let message_type = msg.metadata.message_type;
+                // Replies are built from the request without its metadata, as the proxy does.
+                let _ = msg.take_metadata();
+                if message_type == MessageType::Request {
+                    let reply = codec.local_reply(&msg, &LocalReply::new(ReplyKind::Timeout, "fuzz"));
+                    check_reply(&mut codec, &reply.expect("a request gets a local reply"));
+                }
+                if message_type == MessageType::Ping {
+                    let pong = codec.heartbeat_reply(&msg).expect("a ping gets a pong");
+                    check_reply(&mut codec, &pong);
+                }
             }
-            _ => break,
+            Ok(None) => break,
+            Err(e) => {
+                if let Some(reply) = codec.malformed_reply(&e) {
+                    assert!(matches!(&e, metaprotocol_core::CodecError::BadRequest { request_id, .. }
+                        if *request_id == reply.metadata.request_id));
+                    check_reply(&mut codec, &reply);
+                }
+                break;
+            }
         }
     }
 });

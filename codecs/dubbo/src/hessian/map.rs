@@ -32,8 +32,23 @@ impl Reader<'_> {
     /// an empty map. Returns the frame range of the whole map.
     pub fn read_map(&mut self, mut entry: impl FnMut(MapEntry)) -> Result<Range<usize>, HessianError> {
         let start = self.position();
+        if self.map_open()? {
+            while !self.map_close()? {
+                let at = self.position();
+                let key = self.map_value()?;
+                let value = self.map_value()?;
+                entry(MapEntry { key, value, encoded: at..self.position() });
+            }
+        }
+        Ok(start..self.position())
+    }
+
+    /// Opens a map: consumes `H`, or `M` and the map's type, and returns true; consumes a null
+    /// (an empty map, with nothing more to read) and returns false.
+    pub(crate) fn map_open(&mut self) -> Result<bool, HessianError> {
+        let start = self.position();
         if self.read_null() {
-            return Ok(start..self.position());
+            return Ok(false);
         }
         match self.byte("map")? {
             b'H' => {}
@@ -47,24 +62,33 @@ impl Reader<'_> {
             }
             code => return Err(HessianError::Unexpected { expected: "map", code, offset: start }),
         }
-        loop {
-            match self.peek() {
-                Some(b'Z') => {
-                    self.pos += 1;
-                    return Ok(start..self.position());
-                }
-                Some(_) => {
-                    let at = self.position();
-                    let key = self.map_value()?;
-                    let value = self.map_value()?;
-                    entry(MapEntry { key, value, encoded: at..self.position() });
-                }
-                None => return Err(HessianError::Truncated { what: "map end", offset: self.position() }),
+        Ok(true)
+    }
+
+    /// Inside an open map: consumes the closing `Z` and returns true, or returns false when an
+    /// entry follows.
+    #[inline]
+    pub(crate) fn map_close(&mut self) -> Result<bool, HessianError> {
+        match self.peek() {
+            Some(b'Z') => {
+                self.pos += 1;
+                Ok(true)
             }
+            Some(_) => Ok(false),
+            None => Err(HessianError::Truncated { what: "map end", offset: self.position() }),
         }
     }
 
+    #[inline]
     fn map_value(&mut self) -> Result<MapValue, HessianError> {
+        match self.ascii_string() {
+            Some(range) => Ok(MapValue::Str(StrValue::Span(range))),
+            None => self.map_value_general(),
+        }
+    }
+
+    /// A map key or value that is not a one-chunk ASCII string.
+    pub(crate) fn map_value_general(&mut self) -> Result<MapValue, HessianError> {
         if self.at_string() {
             let s = self.read_string()?;
             return Ok(MapValue::Str(s.unwrap_or(StrValue::Joined(Vec::new()))));

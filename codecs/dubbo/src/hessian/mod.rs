@@ -31,4 +31,5 @@ mod write;
 pub use error::HessianError;
 pub use map::{MapEntry, MapValue};
 pub use reader::{Reader, StrValue, DEFAULT_MAX_DEPTH};
+pub(crate) use write::{int_len, string_len, write_string_at};
 pub use write::{write_int, write_map_end, write_map_start, write_null, write_string};

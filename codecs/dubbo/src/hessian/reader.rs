@@ -192,7 +192,39 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a string, or `None` for a null.
+    #[inline]
     pub fn read_string(&mut self) -> Result<Option<StrValue>, HessianError> {
+        match self.ascii_string() {
+            Some(range) => Ok(Some(StrValue::Span(range))),
+            None => self.read_string_general(),
+        }
+    }
+
+    /// The common string, read without the general machinery: one chunk (compact, medium or `S`
+    /// form) whose bytes are all ASCII, so that its length in UTF-16 units is its length in
+    /// bytes. Consumes it and returns its frame range; `None`, consuming nothing, for anything
+    /// else (a null, a chunked or non-ASCII string, a truncated one, another value), which the
+    /// general path then reads or refuses.
+    #[inline]
+    pub(crate) fn ascii_string(&mut self) -> Option<Range<usize>> {
+        let rest = self.data.get(self.pos..)?;
+        let (&code, after) = rest.split_first()?;
+        let (header, len) = match code {
+            0x00..=0x1f => (1, usize::from(code)),
+            0x30..=0x33 => (2, usize::from(code - 0x30) << 8 | usize::from(*after.first()?)),
+            b'S' => (3, usize::from(u16::from_be_bytes([*after.first()?, *after.get(1)?]))),
+            _ => return None,
+        };
+        if !rest.get(header..header + len)?.is_ascii() {
+            return None;
+        }
+        let start = self.pos + header;
+        self.pos = start + len;
+        Some(self.base + start..self.base + self.pos)
+    }
+
+    #[cold]
+    fn read_string_general(&mut self) -> Result<Option<StrValue>, HessianError> {
         if self.read_null() {
             return Ok(None);
         }

@@ -8,9 +8,10 @@ impl Reader<'_> {
     /// Skips one whole value of any type, including class definitions that precede it, and
     /// returns the frame range it occupied.
     pub fn skip_value(&mut self) -> Result<std::ops::Range<usize>, HessianError> {
-        let start = self.position();
+        let start = self.pos;
         self.skip_at_depth(0)?;
-        Ok(start..self.position())
+        let end = self.pos;
+        Ok(self.base + start..self.base + end)
     }
 
     fn enter(&self, depth: usize) -> Result<usize, HessianError> {
@@ -97,7 +98,16 @@ impl Reader<'_> {
     }
 
     /// Skips a string (any form, chunked or not).
+    #[inline]
     pub fn skip_string(&mut self) -> Result<(), HessianError> {
+        match self.ascii_string() {
+            Some(_) => Ok(()),
+            None => self.skip_string_general(),
+        }
+    }
+
+    #[cold]
+    fn skip_string_general(&mut self) -> Result<(), HessianError> {
         loop {
             let at = self.position();
             let code = self.byte("string")?;

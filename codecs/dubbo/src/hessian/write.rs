@@ -1,6 +1,8 @@
 //! Writing the Hessian 2 values the codec produces: strings, ints, nulls and maps of strings
 //! (attachments and error replies).
 
+use std::ops::Range;
+
 use bytes::{BufMut, BytesMut};
 
 use super::HessianError;
@@ -32,6 +34,16 @@ pub fn write_int(dst: &mut BytesMut, v: i32) {
     }
 }
 
+/// How many bytes [`write_int`] writes for `v`.
+pub(crate) fn int_len(v: i32) -> usize {
+    match v {
+        -16..=47 => 1,
+        -2048..=2047 => 2,
+        -262_144..=262_143 => 3,
+        _ => 5,
+    }
+}
+
 /// Opens an untyped map (`H`); close it with [`write_map_end`].
 pub fn write_map_start(dst: &mut BytesMut) {
     dst.put_u8(b'H');
@@ -46,18 +58,24 @@ pub fn write_map_end(dst: &mut BytesMut) {
 /// the Basic Multilingual Plane are written as a surrogate pair of 3-byte sequences (as Java
 /// does), and strings over 32,768 units are split into chunks.
 pub fn write_string(dst: &mut BytesMut, text: &[u8]) -> Result<(), HessianError> {
+    write_string_at(dst, text).map(|_| ())
+}
+
+/// [`write_string`], returning where in `dst` the string's bytes (after the length) lie when it
+/// was written in one chunk, or `None` when it was split.
+pub(crate) fn write_string_at(dst: &mut BytesMut, text: &[u8]) -> Result<Option<Range<usize>>, HessianError> {
     let text = std::str::from_utf8(text).map_err(|_| HessianError::Write("a string that is not UTF-8"))?;
-    let units = text.encode_utf16().count();
-    if units == text.len() || !text.chars().any(|c| c.len_utf16() == 2) {
+    let (units, supplementary) = measure(text);
+    if supplementary == 0 && units <= CHUNK_UNITS {
         // No supplementary characters: Hessian's bytes are the UTF-8 bytes.
-        if units <= CHUNK_UNITS {
-            put_chunk_header(dst, units, true);
-            dst.put_slice(text.as_bytes());
-            return Ok(());
-        }
+        put_chunk_header(dst, units, true);
+        let start = dst.len();
+        dst.put_slice(text.as_bytes());
+        return Ok(Some(start..dst.len()));
     }
-    let mut chunk = Vec::with_capacity(text.len().min(CHUNK_UNITS * 3));
+    let mut chunk = Vec::with_capacity(text.len().min(CHUNK_UNITS * 3) + supplementary * 2);
     let mut chunk_units = 0;
+    let mut chunks = 0;
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         let mut buf = [0u16; 2];
@@ -72,11 +90,51 @@ pub fn write_string(dst: &mut BytesMut, text: &[u8]) -> Result<(), HessianError>
             dst.put_slice(&chunk);
             chunk.clear();
             chunk_units = 0;
+            chunks += 1;
         }
     }
     put_chunk_header(dst, chunk_units, true);
+    let start = dst.len();
     dst.put_slice(&chunk);
-    Ok(())
+    Ok((chunks == 0).then(|| start..dst.len()))
+}
+
+/// The UTF-16 length of `text` and how many of its characters are supplementary (two units).
+fn measure(text: &str) -> (usize, usize) {
+    if text.is_ascii() {
+        return (text.len(), 0);
+    }
+    let supplementary = text.chars().filter(|c| c.len_utf16() == 2).count();
+    (text.chars().count() + supplementary, supplementary)
+}
+
+/// How many bytes [`write_string`] writes for `text`, without writing it.
+pub(crate) fn string_len(text: &[u8]) -> Result<usize, HessianError> {
+    let text = std::str::from_utf8(text).map_err(|_| HessianError::Write("a string that is not UTF-8"))?;
+    let (units, supplementary) = measure(text);
+    if supplementary == 0 && units <= CHUNK_UNITS {
+        return Ok(chunk_header_len(units, true) + text.len());
+    }
+    // Each supplementary character takes 6 bytes (two 3-byte surrogates) instead of 4.
+    let mut total = text.len() + supplementary * 2;
+    let mut chunk_units = 0;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        chunk_units += c.len_utf16();
+        if chars.peek().is_some() && chunk_units + 2 > CHUNK_UNITS {
+            total += chunk_header_len(chunk_units, false);
+            chunk_units = 0;
+        }
+    }
+    Ok(total + chunk_header_len(chunk_units, true))
+}
+
+fn chunk_header_len(units: usize, last: bool) -> usize {
+    match (units, last) {
+        (0..=31, true) => 1,
+        (32..=1023, true) => 2,
+        _ => 3,
+    }
 }
 
 fn put_unit(out: &mut Vec<u8>, unit: u16, c: char) {
@@ -153,10 +211,30 @@ mod tests {
     }
 
     #[test]
+    fn string_len_matches_what_is_written() {
+        let long_mixed = "é😀a".repeat(20_000);
+        let texts =
+            ["", "a", &"b".repeat(31), &"c".repeat(32), &"d".repeat(1024), &"e".repeat(40_000), "héllo 世界", "a😀"];
+        for text in texts.iter().copied().chain([long_mixed.as_str(), &"😀".repeat(20_000)]) {
+            let mut out = BytesMut::new();
+            let at = write_string_at(&mut out, text.as_bytes()).unwrap();
+            assert_eq!(string_len(text.as_bytes()).unwrap(), out.len(), "{} bytes", text.len());
+            if let Some(range) = at {
+                let mut r = Reader::new(&out, 0);
+                assert_eq!(r.read_string().unwrap(), Some(StrValue::Span(range)));
+            } else {
+                assert_eq!(out[0], b'R');
+            }
+        }
+        assert!(string_len(b"\xff").is_err());
+    }
+
+    #[test]
     fn ints_round_trip_in_every_form() {
         for v in [0, -16, 47, 48, -17, -2048, 2047, 2048, -262_144, 262_143, 262_144, i32::MIN, i32::MAX] {
             let mut out = BytesMut::new();
             write_int(&mut out, v);
+            assert_eq!(out.len(), int_len(v));
             assert_eq!(Reader::new(&out, 0).read_int().unwrap(), v);
         }
     }

@@ -48,8 +48,8 @@ fn bench_codec<C: Codec>(c: &mut Criterion, name: &str, mut codec: C, frame: Byt
 fn codecs(c: &mut Criterion) {
     let dubbo = metaprotocol_benches::dubbo_typical_request().expect("frame builds");
     bench_codec(c, "dubbo_typical_request", DubboCodec::default(), dubbo);
-    let response = metaprotocol_dubbo::build::value_response(1, &"y".repeat(1024), &[("served-by", "p1")])
-        .expect("frame builds");
+    let response =
+        metaprotocol_dubbo::build::value_response(1, &"y".repeat(1024), &[("served-by", "p1")]).expect("frame builds");
     bench_codec(c, "dubbo_value_response", DubboCodec::default(), response);
     let kv = FrameBuilder::request(7, "org.demo.UserService", "getUserProfile")
         .header("version", "1.0.0")

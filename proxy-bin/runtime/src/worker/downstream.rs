@@ -39,6 +39,9 @@ pub(crate) trait DownstreamEvents<C: Codec> {
 
 /// Stop reading while this much output waits to be written.
 const MAX_BUFFERED: usize = 4 << 20;
+/// Free space before each read from a client: a client's own pipeline is short, and a busy
+/// connection keeps its buffer, so it is kept small (memory per connection stays bounded).
+const DOWNSTREAM_READ: usize = 16 * 1024;
 /// Reads handled in one poll before yielding to the worker's other tasks.
 const READS_PER_POLL: usize = 16;
 
@@ -170,7 +173,7 @@ impl<C: Codec, E: DownstreamEvents<C>> Conn<C, E> {
                 self.decode_all();
             }
             if !self.eof && self.can_decode() {
-                match poll_read(&self.stream, &mut self.inbuf, cx) {
+                match poll_read(&self.stream, &mut self.inbuf, DOWNSTREAM_READ, cx) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => self.eof = true,
                     Poll::Ready(Ok(_)) => {
                         progressed = true;

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use metaprotocol_core::{Codec, Message, RequestContext};
 use metaproxy_access_log::WorkerLog;
@@ -174,6 +174,9 @@ pub(crate) struct Engine<C: Codec> {
     pub access_log: Rc<RefCell<WorkerLog>>,
     /// The time, read once per batch of work rather than once per request.
     clock: Cell<Instant>,
+    /// The wall clock at one moment of `clock`, read again once a second: the access log's start
+    /// times are derived from it without reading the clock per request.
+    wall: Cell<(Instant, SystemTime)>,
 }
 
 impl<C: Codec> Engine<C> {
@@ -191,6 +194,7 @@ impl<C: Codec> Engine<C> {
             state: RefCell::new(EngineState { inflight: Table::default(), timers: DelayQueue::new(), next_seq: 0 }),
             access_log,
             clock: Cell::new(Instant::now()),
+            wall: Cell::new((Instant::now(), SystemTime::now())),
         });
         tokio::task::spawn_local(run_timers(engine.clone()));
         engine
@@ -198,7 +202,20 @@ impl<C: Codec> Engine<C> {
 
     /// Reads the clock: called once at the start of each batch of work (a connection's poll).
     pub fn tick(&self) {
-        self.clock.set(Instant::now());
+        let now = Instant::now();
+        self.clock.set(now);
+        if now.saturating_duration_since(self.wall.get().0) >= Duration::from_secs(1) {
+            self.wall.set((now, SystemTime::now()));
+        }
+    }
+
+    /// The wall-clock time of `at` (an instant of this engine's clock).
+    pub fn wall_time(&self, at: Instant) -> SystemTime {
+        let (base, wall) = self.wall.get();
+        match at.checked_duration_since(base) {
+            Some(after) => wall + after,
+            None => wall.checked_sub(base.duration_since(at)).unwrap_or(SystemTime::UNIX_EPOCH),
+        }
     }
 
     /// The time of the current batch of work.

@@ -8,22 +8,25 @@ use bytes::{Buf, BytesMut};
 use metaprotocol_core::WireBuf;
 use tokio::net::TcpStream;
 
-/// Free space guaranteed before each read: a read never sees a full buffer (which would read 0
-/// bytes and look like end of stream).
-const READ_RESERVE: usize = 16 * 1024;
 /// Chunks handed to one `writev`.
 const MAX_IOVECS: usize = 64;
 
 /// Reads what the socket has: `Ready(Ok(0))` at end of stream, `Pending` (waker registered) when
-/// nothing is there. The buffer is allocated on the first read, so idle connections cost no
-/// buffer.
-pub(crate) fn poll_read(stream: &TcpStream, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+/// nothing is there. At least a quarter of `reserve` is free before each read (a read never sees a
+/// full buffer, which would read 0 bytes and look like end of stream); the buffer is allocated on
+/// the first read, so idle connections cost no buffer.
+pub(crate) fn poll_read(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    reserve: usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
     loop {
         if let Err(e) = std::task::ready!(stream.poll_read_ready(cx)) {
             return Poll::Ready(Err(e));
         }
-        if buf.capacity() - buf.len() < READ_RESERVE / 4 {
-            buf.reserve(READ_RESERVE);
+        if buf.capacity() - buf.len() < reserve / 4 {
+            buf.reserve(reserve);
         }
         match stream.try_read_buf(buf) {
             Ok(n) => return Poll::Ready(Ok(n)),

@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::rc::Rc;
-use std::time::SystemTime;
 
 use metaprotocol_core::{
     ChainOutcome, ChainStep, Codec, LocalReply, Message, MessageType, Metadata, Mutation, ReplyKind,
@@ -250,13 +249,13 @@ impl<C: Codec> Engine<C> {
         {
             let mut log = self.access_log.borrow_mut();
             if log.enabled() {
-                let duration = ex.started.elapsed();
+                let duration = self.now().saturating_duration_since(ex.started);
                 let response = response.or(ex.ctx.response.as_ref());
                 let request = MetadataLookup(&ex.ctx.request);
                 let response_lookup = response.map(MetadataLookup);
                 let decision = ex.ctx.route.as_ref();
                 let entry = Entry {
-                    start_time: SystemTime::now().checked_sub(duration).unwrap_or(SystemTime::UNIX_EPOCH),
+                    start_time: self.wall_time(ex.started),
                     duration,
                     listener: &listener.spec.name,
                     protocol: &self.protocol,

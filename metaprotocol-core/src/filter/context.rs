@@ -27,8 +27,9 @@ pub struct RequestContext {
     pub request: Metadata,
     /// Key/value changes written into the request when it is forwarded.
     pub request_mutation: Mutation,
-    /// The response's metadata, once one arrived (or a local reply was made).
-    pub response: Option<Metadata>,
+    /// The response's metadata, once one arrived: set for response filters (boxed, so that a
+    /// request's context stays small when no filter looks at responses).
+    pub response: Option<Box<Metadata>>,
     /// Key/value changes written into the response before it reaches the client.
     pub response_mutation: Mutation,
     /// The routing decision. A filter may set it to bypass the route table; otherwise the router

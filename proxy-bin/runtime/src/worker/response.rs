@@ -72,7 +72,7 @@ impl<C: Codec> Engine<C> {
         };
         if filtered {
             let Some(mut ex) = self.remove(key) else { return };
-            ex.ctx.response = Some(response.take_metadata());
+            ex.ctx.response = Some(Box::new(response.take_metadata()));
             let step = ex.listener.spec.filters.run_response(&mut ex.ctx, ex.listener.spec.filters.len());
             self.after_response_filters(ex, response, step);
         }
@@ -250,7 +250,7 @@ impl<C: Codec> Engine<C> {
             let mut log = self.access_log.borrow_mut();
             if log.enabled() {
                 let duration = self.now().saturating_duration_since(ex.started);
-                let response = response.or(ex.ctx.response.as_ref());
+                let response = response.or(ex.ctx.response.as_deref());
                 let request = MetadataLookup(&ex.ctx.request);
                 let response_lookup = response.map(MetadataLookup);
                 let decision = ex.ctx.route.as_ref();

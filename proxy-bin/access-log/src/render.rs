@@ -265,9 +265,26 @@ fn addr_value(out: &mut Vec<u8>, addr: SocketAddr) {
 
 fn text_value(out: &mut Vec<u8>, value: Value<'_>, clock: &mut TimeCache) {
     match value {
-        Value::Missing | Value::Str("") | Value::Bytes([]) => out.push(b'-'),
-        Value::Str(s) => escape::text_str(out, s),
-        Value::Bytes(b) => escape::text_bytes(out, b),
+        Value::Str("") | Value::Bytes([]) => out.push(b'-'),
+        other => scalar(out, other, clock, &TEXT),
+    }
+}
+
+/// How a value's text is escaped: for a text line, or for the inside of a JSON string.
+struct Escape {
+    str: fn(&mut Vec<u8>, &str),
+    bytes: fn(&mut Vec<u8>, &[u8]),
+}
+
+const TEXT: Escape = Escape { str: escape::text_str, bytes: escape::text_bytes };
+const JSON: Escape = Escape { str: escape::json_str, bytes: escape::json_bytes };
+
+/// Writes a value as text escaped by `esc` (missing as `-`).
+fn scalar(out: &mut Vec<u8>, value: Value<'_>, clock: &mut TimeCache, esc: &Escape) {
+    match value {
+        Value::Missing => out.push(b'-'),
+        Value::Str(s) => (esc.str)(out, s),
+        Value::Bytes(b) => (esc.bytes)(out, b),
         Value::Number(n) => number(out, n),
         Value::Addr(addr) => addr_value(out, addr),
         Value::Time(t) => {
@@ -276,9 +293,9 @@ fn text_value(out: &mut Vec<u8>, value: Value<'_>, clock: &mut TimeCache) {
             }
         }
         Value::Operation(service, method) => {
-            escape::text_bytes(out, service);
+            (esc.bytes)(out, service);
             out.push(b'/');
-            escape::text_bytes(out, method);
+            (esc.bytes)(out, method);
         }
     }
 }
@@ -308,23 +325,7 @@ fn json_value(out: &mut Vec<u8>, value: Value<'_>, clock: &mut TimeCache) {
 
 /// Writes a value inside a JSON string (missing as `-`).
 fn json_in_string(out: &mut Vec<u8>, value: Value<'_>, clock: &mut TimeCache) {
-    match value {
-        Value::Missing => out.push(b'-'),
-        Value::Str(s) => escape::json_str(out, s),
-        Value::Bytes(b) => escape::json_bytes(out, b),
-        Value::Number(n) => number(out, n),
-        Value::Addr(addr) => addr_value(out, addr),
-        Value::Time(t) => {
-            if !clock.write(out, t) {
-                out.push(b'-');
-            }
-        }
-        Value::Operation(service, method) => {
-            escape::json_bytes(out, service);
-            out.push(b'/');
-            escape::json_bytes(out, method);
-        }
-    }
+    scalar(out, value, clock, &JSON);
 }
 
 #[cfg(test)]

@@ -128,8 +128,14 @@ pub async fn start(config: ProxyConfig) -> Result<Running, RuntimeError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::new();
     for (id, worker_runs) in runs.into_iter().enumerate() {
-        let log = writer.worker();
-        threads.push(workers::spawn(id, shared.clone(), worker_runs, log, process_open.clone(), ready_tx.clone())?);
+        threads.push(workers::spawn(workers::WorkerArgs {
+            id,
+            shared: shared.clone(),
+            runs: worker_runs,
+            log: writer.worker(),
+            process_open: process_open.clone(),
+            ready: ready_tx.clone(),
+        })?);
     }
     drop(ready_tx);
     let started = tokio::task::spawn_blocking(move || {

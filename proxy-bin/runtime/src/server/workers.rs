@@ -21,28 +21,37 @@ pub(crate) struct WorkerThread {
     pub thread: std::thread::JoinHandle<()>,
 }
 
-/// Starts worker `id` with its listening sockets; `ready` gets the outcome of its start.
-pub(crate) fn spawn(
-    id: usize,
-    shared: Arc<Shared>,
-    runs: Vec<ListenerRun>,
-    log: WorkerLog,
-    process_open: Arc<AtomicUsize>,
-    ready: std::sync::mpsc::Sender<Result<(), RuntimeError>>,
-) -> Result<WorkerThread, RuntimeError> {
+/// What a worker starts with.
+pub(crate) struct WorkerArgs {
+    /// Its number.
+    pub id: usize,
+    /// What all workers share.
+    pub shared: Arc<Shared>,
+    /// Its listening sockets, one per listener.
+    pub runs: Vec<ListenerRun>,
+    /// Its access-log handle.
+    pub log: WorkerLog,
+    /// Open downstream connections over every worker.
+    pub process_open: Arc<AtomicUsize>,
+    /// Gets the outcome of its start.
+    pub ready: std::sync::mpsc::Sender<Result<(), RuntimeError>>,
+}
+
+/// Starts a worker thread.
+pub(crate) fn spawn(args: WorkerArgs) -> Result<WorkerThread, RuntimeError> {
     let (done_tx, done) = oneshot::channel();
     let thread = std::thread::Builder::new()
-        .name(format!("metaproxy-worker-{id}"))
+        .name(format!("metaproxy-worker-{}", args.id))
         .spawn(move || {
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(source) => {
-                    let _ = ready.send(Err(RuntimeError::Runtime(source)));
+                    let _ = args.ready.send(Err(RuntimeError::Runtime(source)));
                     return;
                 }
             };
             let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, run(id, shared, runs, log, process_open, ready));
+            local.block_on(&runtime, run(args));
             drop(local);
             drop(runtime);
             let _ = done_tx.send(());
@@ -51,14 +60,8 @@ pub(crate) fn spawn(
     Ok(WorkerThread { done, thread })
 }
 
-async fn run(
-    id: usize,
-    shared: Arc<Shared>,
-    runs: Vec<ListenerRun>,
-    log: WorkerLog,
-    process_open: Arc<AtomicUsize>,
-    ready: std::sync::mpsc::Sender<Result<(), RuntimeError>>,
-) {
+async fn run(args: WorkerArgs) {
+    let WorkerArgs { id, shared, runs, log, process_open, ready } = args;
     let flush_every = log.flush_interval();
     let scope = WorkerScope {
         id,

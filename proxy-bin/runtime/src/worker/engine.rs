@@ -124,6 +124,38 @@ pub(crate) struct Exchange<C: Codec> {
     pub started: Instant,
 }
 
+impl<C: Codec> Exchange<C> {
+    /// A request decoded at `started`, before routing: no cluster, no try yet.
+    pub fn new(
+        seq: u64,
+        sink: Sink<C>,
+        listener: Rc<ListenerRt>,
+        ctx: RequestContext,
+        request: Message<C::Layout>,
+        original_id: u64,
+        started: Instant,
+    ) -> Self {
+        Exchange {
+            seq,
+            sink,
+            listener,
+            ctx,
+            request,
+            original_id,
+            cluster: None,
+            hash: None,
+            ticket: None,
+            attempts: 0,
+            max_tries: 1,
+            sent: None,
+            request_timer: None,
+            try_timer: None,
+            upstream: None,
+            started,
+        }
+    }
+}
+
 /// What a timer is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TimerKind {

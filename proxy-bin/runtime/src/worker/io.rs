@@ -25,6 +25,23 @@ pub(crate) fn poll_read(
         if let Err(e) = std::task::ready!(stream.poll_read_ready(cx)) {
             return Poll::Ready(Err(e));
         }
+        if buf.capacity() == 0 {
+            // No buffer yet: a new socket is reported readable before anything arrived, so the
+            // first read goes to the stack, and the buffer is taken only once bytes are there
+            // (an idle connection costs no buffer).
+            let mut first = [0u8; 512];
+            match stream.try_read(&mut first) {
+                Ok(n) => {
+                    if n > 0 {
+                        buf.reserve(reserve);
+                        buf.extend_from_slice(first.get(..n).unwrap_or(&[]));
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
         if buf.capacity() - buf.len() < reserve / 4 {
             buf.reserve(reserve);
         }

@@ -57,24 +57,8 @@ impl<C: Codec> Engine<C> {
         let key = {
             let mut state = self.state.borrow_mut();
             let seq = next_seq(&mut state.next_seq);
-            state.inflight.insert(Exchange {
-                seq,
-                sink: Sink::Client(down.clone()),
-                listener: listener.clone(),
-                ctx,
-                request,
-                original_id,
-                cluster: None,
-                hash: None,
-                ticket: None,
-                attempts: 0,
-                max_tries: 1,
-                sent: None,
-                request_timer: None,
-                try_timer: None,
-                upstream: None,
-                started,
-            })
+            let sink = Sink::Client(down.clone());
+            state.inflight.insert(Exchange::new(seq, sink, listener.clone(), ctx, request, original_id, started))
         };
         self.run_request_filters(key, 0, None);
     }
@@ -348,24 +332,18 @@ impl<C: Codec> Engine<C> {
             ctx.route = Some(RouteDecision { route: decision.route.clone(), destination: destination.clone() });
             let deadline = ex.started + decision.route.timeout.unwrap_or(DEFAULT_TIMEOUT);
             let oneway = ex.request.metadata.message_type == MessageType::Oneway;
-            let copy = Exchange {
-                seq: next_seq(last_seq),
-                sink: Sink::Mirror,
-                listener: ex.listener.clone(),
+            let mut copy = Exchange::new(
+                next_seq(last_seq),
+                Sink::Mirror,
+                ex.listener.clone(),
                 ctx,
-                request: ex.request.clone(),
-                original_id: ex.original_id,
-                cluster: Some(cluster),
-                hash: ex.hash,
-                ticket: Some(ticket),
-                attempts: 0,
-                max_tries: 1,
-                sent: None,
-                request_timer: None,
-                try_timer: None,
-                upstream: None,
-                started: ex.started,
-            };
+                ex.request.clone(),
+                ex.original_id,
+                ex.started,
+            );
+            copy.cluster = Some(cluster);
+            copy.hash = ex.hash;
+            copy.ticket = Some(ticket);
             let seq = copy.seq;
             let copy_key = inflight.insert(copy);
             if !oneway {

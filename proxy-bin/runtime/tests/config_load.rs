@@ -55,7 +55,7 @@ fn error_for(from: &str, to: &str) -> LoadError {
 
 #[test]
 fn mistakes_are_reported_with_file_line_and_field() {
-    let cases: [(&str, &str, usize, &str, &str); 11] = [
+    let cases: [(&str, &str, usize, &str, &str); 12] = [
         (
             "route: { cluster: provider, subset: user }",
             "route: { cluster: providr, subset: user }",
@@ -82,6 +82,7 @@ fn mistakes_are_reported_with_file_line_and_field() {
         ),
         ("connect_timeout: 1s", "connect_timeout: soon", 21, "clusters[0].connect_timeout", "invalid duration"),
         ("filters: []", "filters: [{ name: nope }]", 8, "listeners[0].filters[0]", "unknown filter `nope`"),
+        ("timeout: 3s", "timeout: 100years", 10, "listeners[0].routes[0].timeout", "at most 30days"),
         (
             "admin: { address: 127.0.0.1:9901 }",
             "access_log: { text_format: \"%START_TIME% %NOPE%\" }",

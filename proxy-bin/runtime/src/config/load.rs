@@ -19,6 +19,10 @@ use crate::plan::ListenerSpec;
 use crate::registry::Registry;
 use crate::upstream::{ClusterSpec, DnsSpec, EndpointSpec, Limits};
 
+/// The longest route timeout: the workers' timer wheels reach about two years ahead, and nobody
+/// waits a month for an RPC.
+const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// The largest `max_requests` a cluster may set: the workers' timer wheels hold at most 2^30
 /// entries (two per request with per-try timeouts).
 const MAX_REQUESTS_LIMIT: usize = 1 << 28;
@@ -258,6 +262,18 @@ fn listeners(
             filters.push(filter);
         }
         let specs: Vec<_> = v.routes.iter().map(|r| r.value.clone()).collect();
+        for (n, r) in v.routes.iter().enumerate() {
+            let per_try = r.value.retries.as_ref().and_then(|t| t.per_try_timeout);
+            for (name, t) in [("timeout", r.value.timeout), ("retries.per_try_timeout", per_try)] {
+                if t.is_some_and(|t| t > MAX_TIMEOUT) {
+                    return Err(cx.err(
+                        r,
+                        format!("{at}.routes[{n}].{name}"),
+                        format!("must be at most {}", humantime::format_duration(MAX_TIMEOUT)),
+                    ));
+                }
+            }
+        }
         let routes = RouteTable::compile(&specs).map_err(|e| {
             let (field, message) = match &e {
                 ConfigError::Invalid { field, message } => (field.clone(), message.clone()),

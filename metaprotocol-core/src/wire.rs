@@ -72,6 +72,31 @@ impl WireBuf {
         Ok(())
     }
 
+    /// A mark of what is queued now, for [`rollback`](Self::rollback): what an encoder appends
+    /// after it can be taken back (an encode that fails half-way must leave nothing behind).
+    pub fn checkpoint(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Drops every chunk pushed since `checkpoint`.
+    pub fn rollback(&mut self, checkpoint: usize) {
+        while self.chunks.len() > checkpoint {
+            if let Some(chunk) = self.chunks.pop_back() {
+                self.remaining -= chunk.len();
+            }
+        }
+    }
+
+    /// Copies everything queued into one buffer of its own: the chunks (slices of larger read
+    /// buffers, shared with other messages) are released. A writer calls this when a peer stops
+    /// reading and its queue grows, so that what it holds stays what it queued.
+    pub fn compact(&mut self) {
+        if self.chunks.len() > 1 {
+            let all = self.take_bytes();
+            self.push(all);
+        }
+    }
+
     /// Drops every chunk, keeping the queue's allocation (and its scratch space) for reuse (a
     /// connection keeps one `WireBuf` and reuses it, so encoding allocates nothing per message).
     pub fn clear(&mut self) {
@@ -192,6 +217,21 @@ mod tests {
         let b = w.chunks_iter().nth(1).unwrap().as_ptr() as usize;
         assert_eq!(b, a + 4, "the second chunk follows the first in the same scratch buffer");
         assert_eq!(&w.take_bytes()[..], b"warmnext");
+    }
+
+    #[test]
+    fn rollback_drops_what_came_after_the_checkpoint() {
+        let mut w = WireBuf::new();
+        w.push(Bytes::from_static(b"keep"));
+        let mark = w.checkpoint();
+        w.push(Bytes::from_static(b"half"));
+        w.push_built(|b| b.extend_from_slice(b"-built"));
+        w.rollback(mark);
+        assert_eq!(w.len(), 4);
+        w.push(Bytes::from_static(b"more"));
+        w.compact();
+        assert_eq!(w.chunk_count(), 1);
+        assert_eq!(&w.take_bytes()[..], b"keepmore");
     }
 
     #[test]

@@ -137,3 +137,53 @@ access_log: { enabled: false }
     assert_eq!(sample(body, "metaproxy_upstream_rq_total{cluster=\"b\"}"), Some(0));
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_way_requests_to_an_upstream_that_does_not_read_are_refused_not_buffered() {
+    // An upstream that accepts and never reads: whatever is sent to it piles up.
+    let stuck = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = stuck.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = stuck.accept().await {
+            held.push(s);
+        }
+    });
+    let yaml = format!(
+        r#"
+workers: 1
+admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: in
+    address: 127.0.0.1:0
+    protocol: dubbo
+    routes: [{{ name: all, route: {{ cluster: c }} }}]
+clusters:
+  - {{ name: c, endpoints: [{{ address: "{address}" }}] }}
+access_log: {{ enabled: false }}
+"#
+    );
+    let running = proxy(&yaml, &[]).await;
+    let c = client(&running).await;
+    // 40 MiB of one-way requests: more than the kernel's socket buffers and the proxy's 4 MiB
+    // queue per upstream connection together.
+    let arg = "x".repeat(64 * 1024);
+    for _ in 0..640 {
+        c.send_oneway(common::SERVICE, "fireAndForget", &arg, &[]).await.unwrap();
+    }
+    // A two-way call on the same connection comes after all of them: once it is answered (with
+    // an over-limit error, the upstream being backed up), every one-way request was handled.
+    let answer = call(&c, "sayHello", &[]).await;
+    assert_eq!(status(&answer), "80", "{answer:?}");
+    assert!(answer.metadata.kvs.get_str("error_message").unwrap_or("").contains("not reading"), "{answer:?}");
+    let metrics = http_get(running.admin_address().unwrap(), "/metrics").await;
+    let refused = sample(&metrics, "metaproxy_local_replies_total{listener=\"in\",kind=\"over_limit\"}").unwrap();
+    assert!(refused > 100, "one-way requests refused: {refused}\n{metrics}");
+    assert_eq!(
+        sample(&metrics, "metaproxy_upstream_cx_total{cluster=\"c\"}"),
+        Some(1),
+        "no extra connection is opened past connections_per_endpoint"
+    );
+    held.abort();
+    drop(running);
+}

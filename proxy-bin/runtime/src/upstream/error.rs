@@ -69,6 +69,18 @@ pub enum UpstreamError {
     /// A try exceeded its per-try timeout.
     #[error("upstream try timed out")]
     PerTryTimeout,
+    /// Every connection to the endpoint has too much queued (the upstream does not read).
+    #[error("upstream {address} is not reading: too much is queued for it")]
+    Backlog {
+        /// The endpoint.
+        address: SocketAddr,
+    },
+    /// The proxy closed the connection after the requests on it were answered (it was retired).
+    #[error("upstream connection to {address} retired")]
+    Retired {
+        /// The endpoint.
+        address: SocketAddr,
+    },
 }
 
 impl UpstreamError {
@@ -92,8 +104,10 @@ impl UpstreamError {
             UpstreamError::ConnectFailure { .. }
             | UpstreamError::ConnectTimeout { .. }
             | UpstreamError::NoEndpoint { .. } => ReplyKind::NoHealthyUpstream,
-            UpstreamError::Reset { .. } | UpstreamError::BadResponse { .. } => ReplyKind::UpstreamReset,
-            UpstreamError::Overflow { .. } => ReplyKind::OverLimit,
+            UpstreamError::Reset { .. } | UpstreamError::BadResponse { .. } | UpstreamError::Retired { .. } => {
+                ReplyKind::UpstreamReset
+            }
+            UpstreamError::Overflow { .. } | UpstreamError::Backlog { .. } => ReplyKind::OverLimit,
             UpstreamError::PerTryTimeout => ReplyKind::Timeout,
             UpstreamError::Encode { .. } => ReplyKind::BadRequest,
         }

@@ -19,7 +19,7 @@ use metaprotocol_core::{Codec, Message, MessageType, Mutation, WireBuf};
 use tokio::net::TcpStream;
 
 use super::ids::IdMap;
-use super::io::{poll_read, poll_write};
+use super::io::{encode, poll_read, poll_write};
 use crate::stats::ClusterStats;
 use crate::upstream::{Resource, SharedCluster, SharedEndpoint, UpstreamError};
 
@@ -35,6 +35,9 @@ pub(crate) trait UpstreamEvents<C: Codec> {
 
 /// Stop choosing a connection while this much output waits to be written on it.
 const MAX_BUFFERED: usize = 4 << 20;
+/// Retire a connection on which this many requests were abandoned (timed out, never answered):
+/// the upstream has stopped answering some of them, and their ids stay taken until it does.
+const ABANDONED_LIMIT: usize = 1024;
 /// Free space before each read from an upstream: one connection carries the answers of many
 /// clients, and 64 KiB reads take a whole burst of them in one system call (measured: about 9%
 /// more throughput than 16 KiB under 8 clients x 16 in flight).
@@ -65,6 +68,9 @@ pub(crate) struct UpInner<C: Codec> {
     pub pending: usize,
     /// Its state.
     pub state: ConnState,
+    /// Takes no new request; closes once those on it are answered (too many abandoned, or its
+    /// endpoint left the cluster).
+    pub retired: bool,
     waker: Option<Waker>,
 }
 
@@ -87,16 +93,41 @@ impl<C: Codec> UpShared<C> {
                 ids,
                 pending: 0,
                 state: ConnState::Connecting,
+                retired: false,
                 waker: None,
             }),
             address,
         })
     }
 
-    /// True when the connection takes requests (not closed, not backed up).
-    pub fn usable(&self) -> bool {
+    /// True when the connection may take requests at all (not closed, not retired).
+    pub fn live(&self) -> bool {
         let inner = self.inner.borrow();
-        inner.state != ConnState::Closed && inner.out.len() < MAX_BUFFERED
+        inner.state != ConnState::Closed && !inner.retired
+    }
+
+    /// True when the connection takes a request now (live, and not backed up).
+    pub fn usable(&self) -> bool {
+        self.live() && self.inner.borrow().out.len() < MAX_BUFFERED
+    }
+
+    /// The request sent with `id` gave up (timed out): a late answer will be dropped. Too many
+    /// such requests retire the connection.
+    pub fn abandon(&self, id: u64) {
+        let mut inner = self.inner.borrow_mut();
+        inner.ids.abandon(id);
+        if inner.ids.abandoned() > ABANDONED_LIMIT && !inner.retired {
+            tracing::warn!(address = %self.address, "retiring an upstream connection: too many requests on it timed out");
+            inner.retired = true;
+            Self::wake(&mut inner);
+        }
+    }
+
+    /// Takes no new request and closes once the requests on it are answered.
+    pub fn retire(&self) {
+        let mut inner = self.inner.borrow_mut();
+        inner.retired = true;
+        Self::wake(&mut inner);
     }
 
     /// Wakes the connection's task (bytes to write).
@@ -221,7 +252,7 @@ fn poll_conn<C: Codec, E: UpstreamEvents<C>>(
                                 let mut inner = conn.inner.borrow_mut();
                                 let UpInner { encoder, out, .. } = &mut *inner;
                                 if let Ok(pong) = encoder.heartbeat_reply(&message) {
-                                    let _ = encoder.encode(&pong, &Mutation::new(), out);
+                                    let _ = encode(encoder, &pong, &Mutation::new(), out);
                                 }
                             }
                             MessageType::Pong => {}
@@ -241,6 +272,9 @@ fn poll_conn<C: Codec, E: UpstreamEvents<C>>(
         let mut written = 0;
         if let Poll::Ready(Err(_)) = poll_write(stream, &mut inner.out, &mut written, cx) {
             return Poll::Ready(UpstreamError::Reset { address });
+        }
+        if inner.retired && inner.ids.waiting() == 0 && inner.out.is_empty() {
+            return Poll::Ready(UpstreamError::Retired { address });
         }
         if !progressed && written == 0 {
             return Poll::Pending;

@@ -17,7 +17,7 @@ use bytes::BytesMut;
 use metaprotocol_core::{Codec, Message, MessageType, Mutation, WireBuf};
 use tokio::net::TcpStream;
 
-use super::io::{poll_read, poll_write};
+use super::io::{encode, poll_read, poll_write};
 use crate::plan::{Connections, Drainable};
 use crate::stats::ListenerStats;
 
@@ -39,6 +39,11 @@ pub(crate) trait DownstreamEvents<C: Codec> {
 
 /// Stop reading while this much output waits to be written.
 const MAX_BUFFERED: usize = 4 << 20;
+/// A queue of more chunks than this belongs to a client that is not reading: its answers are
+/// slices of upstream read buffers shared with other clients' answers, and would keep those whole
+/// buffers alive. They are copied into one buffer of the client's own (rarely: a client that reads
+/// has a few chunks queued at a time).
+pub(crate) const COMPACT_CHUNKS: usize = 1024;
 /// Free space before each read from a client: a client's own pipeline is short, and a busy
 /// connection keeps its buffer, so it is kept small (memory per connection stays bounded).
 const DOWNSTREAM_READ: usize = 16 * 1024;
@@ -78,11 +83,16 @@ pub(crate) struct DownShared<C: Codec> {
 }
 
 impl<C: Codec> DownShared<C> {
-    /// Runs `write` over the encoder and buffer, then wakes the connection to write.
+    /// Runs `write` over the encoder and buffer, then wakes the connection to write. A client
+    /// that stops reading gets its queue compacted into memory of its own (see
+    /// [`COMPACT_CHUNKS`]).
     pub fn deliver(&self, write: impl FnOnce(&mut C, &mut WireBuf)) {
         let mut inner = self.inner.borrow_mut();
         let DownInner { encoder, out, waker, .. } = &mut *inner;
         write(encoder, out);
+        if out.chunk_count() > COMPACT_CHUNKS {
+            out.compact();
+        }
         if let Some(w) = waker {
             w.wake_by_ref();
         }
@@ -219,7 +229,7 @@ impl<C: Codec, E: DownstreamEvents<C>> Conn<C, E> {
                 Ok(Some(message)) => match message.metadata.message_type {
                     MessageType::Ping => self.shared.deliver(|encoder, out| {
                         if let Ok(pong) = encoder.heartbeat_reply(&message) {
-                            let _ = encoder.encode(&pong, &Mutation::new(), out);
+                            let _ = encode(encoder, &pong, &Mutation::new(), out);
                         }
                     }),
                     MessageType::Pong | MessageType::Response | MessageType::Error => {
@@ -233,7 +243,7 @@ impl<C: Codec, E: DownstreamEvents<C>> Conn<C, E> {
                     self.events.stats().malformed.inc();
                     self.shared.deliver(|encoder, out| {
                         if let Some(reply) = encoder.malformed_reply(&error) {
-                            let _ = encoder.encode(&reply, &Mutation::new(), out);
+                            let _ = encode(encoder, &reply, &Mutation::new(), out);
                         }
                     });
                     self.shared.abort();

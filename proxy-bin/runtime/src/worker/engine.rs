@@ -272,10 +272,17 @@ impl<C: Codec> Engine<C> {
 
 /// The engine's timer task: fires deadlines as they pass, for as long as the worker runs.
 async fn run_timers<C: Codec>(engine: Rc<Engine<C>>) {
+    let mut fired = 0u32;
     loop {
         if let Some(timer) = std::future::poll_fn(|cx| engine.poll_timer(cx)).await {
             engine.tick();
             engine.on_timer(timer);
+            fired = fired.wrapping_add(1);
+            if fired % 64 == 0 {
+                // Thousands of deadlines passing at once must not hold the worker's other
+                // connections up.
+                tokio::task::yield_now().await;
+            }
         }
     }
 }

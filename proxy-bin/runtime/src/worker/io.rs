@@ -1,11 +1,12 @@
 //! Socket reads and writes for poll-driven connections: read into a `BytesMut` when readable,
-//! write a [`WireBuf`] with vectored I/O when writable, registering the task's waker otherwise.
+//! write a [`WireBuf`] with vectored I/O when writable, registering the task's waker otherwise;
+//! and [`encode`], which queues a whole message or nothing.
 
 use std::io::{self, IoSlice};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
-use metaprotocol_core::WireBuf;
+use metaprotocol_core::{Codec, CodecError, Message, Mutation, WireBuf};
 use tokio::net::TcpStream;
 
 /// Chunks handed to one `writev`.
@@ -78,4 +79,20 @@ pub(crate) fn poll_write(
         }
     }
     Poll::Ready(Ok(()))
+}
+
+/// Encodes `message` into `out`, whole or not at all: an encoder that fails half-way (a mutation
+/// that cannot be written, say) leaves nothing behind that would corrupt the stream.
+pub(crate) fn encode<C: Codec>(
+    encoder: &mut C,
+    message: &Message<C::Layout>,
+    mutation: &Mutation,
+    out: &mut WireBuf,
+) -> Result<(), CodecError> {
+    let mark = out.checkpoint();
+    let encoded = encoder.encode(message, mutation, out);
+    if encoded.is_err() {
+        out.rollback(mark);
+    }
+    encoded
 }

@@ -30,17 +30,20 @@ impl<C: Codec> EndpointPool<C> {
         EndpointPool { shared, conns: RefCell::new(Vec::new()), next: Cell::new(0), active: Cell::new(0) }
     }
 
-    /// The connection to use next (round robin over the live ones), or `None` when a new one
-    /// should be opened: fewer than `size` exist, or none is usable.
-    pub fn choose(&self, size: usize) -> Option<Rc<UpShared<C>>> {
+    /// The connection to use next: round robin over the usable ones; a new one when fewer than
+    /// `size` are live (retired ones do not count); none when all `size` are backed up.
+    pub fn choose(&self, size: usize) -> Choice<C> {
         let conns = self.conns.borrow();
-        if conns.len() < size {
-            return None;
+        if conns.iter().filter(|c| c.live()).count() < size {
+            return Choice::Open;
         }
         let n = conns.len();
         let start = self.next.get();
         self.next.set(start.wrapping_add(1));
-        (0..n).filter_map(|k| conns.get((start + k) % n)).find(|c| c.usable()).cloned()
+        match (0..n).filter_map(|k| conns.get((start + k) % n)).find(|c| c.usable()) {
+            Some(conn) => Choice::Use(conn.clone()),
+            None => Choice::Full,
+        }
     }
 
     /// Adds a connection being opened.
@@ -52,6 +55,16 @@ impl<C: Codec> EndpointPool<C> {
     pub fn remove(&self, conn: &Rc<UpShared<C>>) {
         self.conns.borrow_mut().retain(|c| !Rc::ptr_eq(c, conn));
     }
+}
+
+/// Which connection a request goes on.
+pub(crate) enum Choice<C: Codec> {
+    /// This one.
+    Use(Rc<UpShared<C>>),
+    /// A new one, to be opened.
+    Open,
+    /// None: every connection is backed up (the upstream is not reading).
+    Full,
 }
 
 /// Counts a request in flight to an endpoint until dropped: the least-request balancer's load,
@@ -109,7 +122,7 @@ impl<C: Codec> ClusterPools<C> {
         if self.view.borrow().generation != generation {
             let set = self.shared.endpoints();
             let old = self.view.borrow().clone();
-            let pools = set
+            let pools: Vec<Rc<EndpointPool<C>>> = set
                 .endpoints
                 .iter()
                 .map(|e| {
@@ -120,6 +133,12 @@ impl<C: Codec> ClusterPools<C> {
                         .unwrap_or_else(|| Rc::new(EndpointPool::new(e.clone())))
                 })
                 .collect();
+            // Endpoints that left: their connections finish what they carry, then close.
+            for gone in old.pools.iter().filter(|o| !pools.iter().any(|p| Rc::ptr_eq(p, o))) {
+                for conn in gone.conns.borrow().iter() {
+                    conn.retire();
+                }
+            }
             *self.view.borrow_mut() = Rc::new(View { generation, set, pools });
         }
         self.view.borrow().clone()
@@ -151,6 +170,7 @@ pub(crate) fn open<C: Codec, E: UpstreamEvents<C> + 'static>(
     tokio::task::spawn_local(async move {
         let (error, stranded) = connection::run(events.clone(), codec, conn2.clone(), ctx).await;
         endpoint.remove(&conn2);
+        events.tick();
         events.on_connection_lost(&conn2, stranded, &error);
     });
     Some(conn)

@@ -11,8 +11,7 @@ use std::rc::Rc;
 
 use metaprotocol_core::route::Destination;
 use metaprotocol_core::{
-    ChainOutcome, ChainStep, Codec, LocalReply, Message, MessageType, Metadata, ReplyKind, RequestContext, Resume,
-    RouteDecision,
+    ChainOutcome, ChainStep, Codec, LocalReply, Message, Metadata, ReplyKind, RequestContext, Resume, RouteDecision,
 };
 
 use super::connection::{ConnState, UpInner, UpShared};
@@ -20,8 +19,9 @@ use super::downstream::DownShared;
 use super::engine::{
     Engine, EngineState, Exchange, Outcome, RequestTicket, Sent, Sink, Timer, TimerKind, DEFAULT_TIMEOUT,
 };
+use super::io::encode;
 use super::listener::ListenerRt;
-use super::pool::{self, ClusterPools, EndpointPool, LoadGuard};
+use super::pool::{self, Choice, ClusterPools, EndpointPool, LoadGuard};
 use crate::upstream::lb::{self, PickInput};
 use crate::upstream::{Resource, UpstreamError};
 
@@ -85,6 +85,7 @@ impl<C: Codec> Engine<C> {
                 let engine = self.clone();
                 tokio::task::spawn_local(async move {
                     let answer = tokio::time::timeout(DEFAULT_TIMEOUT, pending).await;
+                    engine.tick();
                     if engine.state.borrow().inflight.get(key).map(|ex| ex.seq) != seq {
                         return;
                     }
@@ -152,11 +153,12 @@ impl<C: Codec> Engine<C> {
         };
         ex.ticket = Some(ticket);
         ex.cluster = Some(cluster);
-        if ex.request.metadata.message_type == MessageType::Oneway {
+        if !ex.request.metadata.message_type.expects_response() {
+            // One-way requests, and stream frames that expect no answer of their own.
             return Next::Oneway(mirror);
         }
         ex.max_tries = 1 + route.retries.count;
-        let deadline = ex.started + route.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let deadline = deadline(ex.started, route.timeout.unwrap_or(DEFAULT_TIMEOUT));
         let timer = Timer { key, seq: ex.seq, kind: TimerKind::Request };
         ex.request_timer = Some(timers.insert_at(timer, deadline.into()));
         Next::Send(mirror)
@@ -197,7 +199,7 @@ impl<C: Codec> Engine<C> {
                 cluster.stats.upstream_rq_total.inc();
                 if let Some(t) = ex.ctx.route.as_ref().and_then(|d| d.route.retries.per_try_timeout) {
                     let timer = Timer { key, seq: ex.seq, kind: TimerKind::Try };
-                    ex.try_timer = Some(timers.insert_at(timer, (self.now() + t).into()));
+                    ex.try_timer = Some(timers.insert_at(timer, deadline(self.now(), t).into()));
                 }
                 Ok(())
             }
@@ -236,11 +238,12 @@ impl<C: Codec> Engine<C> {
         cluster.round_robin.set(round_robin);
         let endpoint = picked.and_then(|i| view.pools.get(i)).cloned().ok_or_else(no_endpoint)?;
         let conn = match endpoint.choose(cluster.shared.spec.connections_per_endpoint) {
-            Some(conn) => conn,
-            None => pool::open(self, &self.codec, cluster, &endpoint).ok_or(UpstreamError::Overflow {
+            Choice::Use(conn) => conn,
+            Choice::Open => pool::open(self, &self.codec, cluster, &endpoint).ok_or(UpstreamError::Overflow {
                 cluster: cluster.shared.spec.name.clone(),
                 resource: Resource::Connections,
             })?,
+            Choice::Full => return Err(UpstreamError::Backlog { address: endpoint.shared.address }),
         };
         Ok((endpoint, conn))
     }
@@ -252,7 +255,8 @@ impl<C: Codec> Engine<C> {
             let EngineState { inflight, timers, .. } = &mut *state;
             let Some(ex) = inflight.get_mut(key) else { return };
             if let Some(sent) = ex.sent.take() {
-                sent.conn.inner.borrow_mut().ids.remove(sent.id);
+                // The try timed out: its answer may still come, and must find nothing.
+                sent.conn.abandon(sent.id);
             }
             if let Some(t) = ex.try_timer.take() {
                 let _ = timers.try_remove(&t);
@@ -294,8 +298,7 @@ impl<C: Codec> Engine<C> {
                 ex.upstream = Some(conn.address);
                 let mut inner = conn.inner.borrow_mut();
                 let UpInner { encoder, out, .. } = &mut *inner;
-                encoder
-                    .encode(&ex.request, &ex.ctx.request_mutation, out)
+                encode(encoder, &ex.request, &ex.ctx.request_mutation, out)
                     .map_err(|source| UpstreamError::Encode { source })?;
                 UpShared::wake(&mut inner);
                 cluster.stats.upstream_rq_total.inc();
@@ -330,8 +333,8 @@ impl<C: Codec> Engine<C> {
                 RequestContext::starting_at(Metadata::new(ex.ctx.request.message_type, ex.original_id), ex.started);
             ctx.request_mutation = ex.ctx.request_mutation.clone();
             ctx.route = Some(RouteDecision { route: decision.route.clone(), destination: destination.clone() });
-            let deadline = ex.started + decision.route.timeout.unwrap_or(DEFAULT_TIMEOUT);
-            let oneway = ex.request.metadata.message_type == MessageType::Oneway;
+            let deadline = deadline(ex.started, decision.route.timeout.unwrap_or(DEFAULT_TIMEOUT));
+            let oneway = !ex.request.metadata.message_type.expects_response();
             let mut copy = Exchange::new(
                 next_seq(last_seq),
                 Sink::Mirror,
@@ -361,6 +364,16 @@ impl<C: Codec> Engine<C> {
     }
 }
 
+/// The longest a deadline may reach: the configuration refuses longer timeouts, and a route that
+/// a filter built itself is held to it here (an `Instant` must not overflow, nor the timer wheel
+/// be asked beyond its horizon).
+const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// `start + timeout`, the timeout capped at [`MAX_TIMEOUT`].
+fn deadline(start: std::time::Instant, timeout: std::time::Duration) -> std::time::Instant {
+    start + timeout.min(MAX_TIMEOUT)
+}
+
 fn internal(message: &'static str) -> LocalReply {
     LocalReply::new(ReplyKind::InternalError, message)
 }
@@ -387,7 +400,7 @@ fn encode_into<C: Codec>(
     let UpInner { encoder, out, ids, .. } = inner;
     let encoded = codec
         .rewrite_request_id(&mut ex.request, id)
-        .and_then(|_| encoder.encode(&ex.request, &ex.ctx.request_mutation, out));
+        .and_then(|_| encode(encoder, &ex.request, &ex.ctx.request_mutation, out));
     match encoded {
         Ok(()) => Ok(id),
         Err(source) => {

@@ -5,13 +5,12 @@
 use std::borrow::Cow;
 use std::rc::Rc;
 
-use metaprotocol_core::{
-    ChainOutcome, ChainStep, Codec, LocalReply, Message, MessageType, Metadata, Mutation, ReplyKind,
-};
+use metaprotocol_core::{ChainOutcome, ChainStep, Codec, LocalReply, Message, Metadata, Mutation, ReplyKind};
 use metaproxy_access_log::{Entry, Lookup};
 
 use super::connection::{UpShared, UpstreamEvents};
 use super::engine::{Engine, EngineState, Exchange, Outcome, Sink, Timer, TimerKind, DEFAULT_TIMEOUT};
+use super::io::encode;
 use crate::upstream::UpstreamError;
 
 impl<C: Codec> UpstreamEvents<C> for Engine<C> {
@@ -61,8 +60,9 @@ impl<C: Codec> Engine<C> {
                 let reply = LocalReply::new(ReplyKind::InternalError, format!("cannot restore the request id: {e}"));
                 return self.reply_by_key(key, reply);
             }
-            if ex.listener.spec.filters.is_empty() {
-                // The common case, finished where the request lies: no move of its state.
+            if ex.listener.spec.filters.is_empty() || matches!(ex.sink, Sink::Mirror) {
+                // The common case, finished where the request lies: no move of its state. (A
+                // mirrored copy's answer is discarded: no filter sees it.)
                 self.write_response(ex, &response);
                 self.finish(ex, Outcome::Response, Some(&response.metadata));
                 inflight.discard(key);
@@ -90,7 +90,9 @@ impl<C: Codec> Engine<C> {
                 // The answer parks in a task of its own until the filter answers.
                 let engine = self.clone();
                 tokio::task::spawn_local(async move {
-                    match tokio::time::timeout(DEFAULT_TIMEOUT, pending).await {
+                    let answer = tokio::time::timeout(DEFAULT_TIMEOUT, pending).await;
+                    engine.tick();
+                    match answer {
                         Ok(resume) => {
                             let step = ex.listener.spec.filters.resume_response(&mut ex.ctx, index, resume);
                             engine.after_response_filters(ex, response, step);
@@ -119,11 +121,11 @@ impl<C: Codec> Engine<C> {
             }
         };
         down.deliver(|encoder, out| {
-            if let Err(error) = encoder.encode(response, &mutation, out) {
+            if let Err(error) = encode(encoder, response, &mutation, out) {
                 tracing::warn!(%error, "cannot encode the answer; sending an error reply");
                 let reply = LocalReply::new(ReplyKind::InternalError, format!("cannot encode the response: {error}"));
                 if let Ok(m) = encoder.local_reply(&ex.request, &reply) {
-                    let _ = encoder.encode(&m, &Mutation::new(), out);
+                    let _ = encode(encoder, &m, &Mutation::new(), out);
                 }
             }
         });
@@ -133,7 +135,8 @@ impl<C: Codec> Engine<C> {
     pub(crate) fn reply_by_key(self: &Rc<Self>, key: usize, reply: LocalReply) {
         if let Some(mut ex) = self.remove(key) {
             if let Some(sent) = ex.sent.take() {
-                sent.conn.inner.borrow_mut().ids.remove(sent.id);
+                // Still on a live connection (a timeout): a late answer must find nothing.
+                sent.conn.abandon(sent.id);
             }
             self.reply_locally(ex, reply);
         }
@@ -153,11 +156,11 @@ impl<C: Codec> Engine<C> {
         }
         if let Sink::Client(down) = &ex.sink {
             ex.listener.stats.local_reply(reply.kind);
-            if ex.request.metadata.message_type != MessageType::Oneway {
+            if ex.request.metadata.message_type.expects_response() {
                 let request = &ex.request;
                 down.deliver(|encoder, out| match encoder.local_reply(request, &reply) {
                     Ok(m) => {
-                        let _ = encoder.encode(&m, &Mutation::new(), out);
+                        let _ = encode(encoder, &m, &Mutation::new(), out);
                     }
                     Err(error) => tracing::debug!(%error, "the codec cannot build this reply"),
                 });

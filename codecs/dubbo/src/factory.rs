@@ -30,7 +30,7 @@ impl Default for DubboOptions {
 impl DubboOptions {
     /// Refuses options the codec cannot honour: a `max_frame_size` below a header and one byte, or
     /// above what a Dubbo header can declare (and the `u32` offsets of a layout can hold), and a
-    /// `max_depth` of 0.
+    /// `max_depth` of 0 or over [`MAX_DEPTH_LIMIT`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_frame_size <= HEADER_LEN {
             return Err(ConfigError::invalid("max_frame_size", format!("must be at least {} bytes", HEADER_LEN + 1)));
@@ -49,9 +49,20 @@ impl DubboOptions {
         if self.max_depth == 0 {
             return Err(ConfigError::invalid("max_depth", "must be at least 1"));
         }
+        if self.max_depth > MAX_DEPTH_LIMIT {
+            // The Hessian skipper recurses once per level: a deeper limit would let one request
+            // exhaust a worker's stack.
+            return Err(ConfigError::invalid(
+                "max_depth",
+                format!("must be at most {MAX_DEPTH_LIMIT} (nesting is read recursively)"),
+            ));
+        }
         Ok(())
     }
 }
+
+/// The deepest nesting `max_depth` may allow.
+pub const MAX_DEPTH_LIMIT: usize = 512;
 
 /// `protocol: dubbo`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -89,6 +100,7 @@ mod tests {
             (json!({"max_frame_size": MAX_FRAME_SIZE + 1}), "max_frame_size"),
             (json!({"max_frame_size": u64::MAX}), "max_frame_size"),
             (json!({"max_depth": 0}), "max_depth"),
+            (json!({"max_depth": 1_000_000}), "max_depth"),
         ] {
             match f.configure(&bad) {
                 Err(ConfigError::Invalid { field: got, message }) => assert_eq!(got, field, "{bad}: {message}"),

@@ -32,5 +32,5 @@ pub mod layout;
 pub mod reply;
 
 pub use codec::DubboCodec;
-pub use factory::{DubboCodecFactory, DubboOptions, DEFAULT_MAX_FRAME_SIZE};
+pub use factory::{DubboCodecFactory, DubboOptions, DEFAULT_MAX_FRAME_SIZE, MAX_DEPTH_LIMIT};
 pub use layout::{Attachments, Body, DubboLayout, RequestLayout, ResponseKind, ResponseLayout, Span};

@@ -187,3 +187,21 @@ fn malformed_bodies_are_errors_not_panics() {
         .contains("negative"));
     assert!(DubboCodec::default().decode(&mut BytesMut::from(&b"GET / HTTP/1.1"[..])).is_err());
 }
+
+#[test]
+fn the_deepest_nesting_allowed_fits_a_worker_thread_s_stack() {
+    use metaprotocol_dubbo::hessian::Reader;
+    use metaprotocol_dubbo::MAX_DEPTH_LIMIT;
+    // Lists of one element nested MAX_DEPTH_LIMIT deep (0x79: a fixed list of length 1), then null.
+    let mut data = vec![0x79u8; MAX_DEPTH_LIMIT - 1];
+    data.push(b'N');
+    // metaproxy's worker threads have 8 MiB stacks; the check runs on one of that size (in a debug
+    // build, whose frames are the largest).
+    let skipped = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || Reader::new(&data, 0).with_max_depth(MAX_DEPTH_LIMIT).skip_value().map(|_| ()))
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    assert!(skipped.is_ok(), "{skipped:?}");
+}

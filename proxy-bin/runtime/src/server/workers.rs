@@ -13,6 +13,11 @@ use tokio::sync::oneshot;
 use crate::plan::{Connections, ListenerRun, Shared, WorkerScope};
 use crate::RuntimeError;
 
+/// A worker thread's stack: 8 MiB, as a main thread has (pages are only taken when touched), so
+/// that decoding a value nested as deep as a codec allows (Dubbo: 512 levels, read recursively)
+/// fits even in a debug build.
+const WORKER_STACK: usize = 8 << 20;
+
 /// A running worker thread.
 pub(crate) struct WorkerThread {
     /// Resolves when the worker has drained and stopped.
@@ -42,6 +47,7 @@ pub(crate) fn spawn(args: WorkerArgs) -> Result<WorkerThread, RuntimeError> {
     let (done_tx, done) = oneshot::channel();
     let thread = std::thread::Builder::new()
         .name(format!("metaproxy-worker-{}", args.id))
+        .stack_size(WORKER_STACK)
         .spawn(move || {
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,

@@ -169,26 +169,11 @@ CFG
   start haproxy "$work/haproxy.log" "${prio[@]}" taskset -c 0 haproxy -f "$work/haproxy.cfg" -db
 fi
 
+# shellcheck source=benches/metaproxy-config.sh
+. benches/metaproxy-config.sh
 metaproxy_config() { # NAME ACCESS_LOG_LINE
-  cat <<CFG
-workers: 1
-admin: { address: 127.0.0.1:${admin_port[$1]} }
-$2
-listeners:
-  - name: in
-    address: 127.0.0.1:${port[$1]}
-    protocol: $protocol
-    routes:
-      - name: batchjob
-        match: [{ key: batchjob, exact: "true" }]
-        route: { cluster: echo }
-      - name: default
-        route: { cluster: echo }
-clusters:
-  - name: echo
-    connections_per_endpoint: 2
-    endpoints: [{ address: 127.0.0.1:$echo_port }]
-CFG
+  metaproxy_yaml "$protocol" "${port[$1]}" "$echo_port" "admin: { address: 127.0.0.1:${admin_port[$1]} }
+$2"
 }
 for t in metaproxy metaproxy-log; do
   has $t || continue

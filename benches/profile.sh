@@ -32,23 +32,9 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 echo_port=33501 proxy_port=33503
 if [ "$log" = on ]; then access="access_log: { enabled: true, path: $work/access.log }"; else access="access_log: { enabled: false }"; fi
-cat >"$work/metaproxy.yaml" <<CFG
-workers: 1
-$access
-listeners:
-  - name: in
-    address: 127.0.0.1:$proxy_port
-    protocol: $protocol
-    routes:
-      - name: batchjob
-        match: [{ key: batchjob, exact: "true" }]
-        route: { cluster: echo }
-      - name: default
-        route: { cluster: echo }
-clusters:
-  - name: echo
-    endpoints: [{ address: 127.0.0.1:$echo_port }]
-CFG
+# shellcheck source=benches/metaproxy-config.sh
+. benches/metaproxy-config.sh
+metaproxy_yaml "$protocol" $proxy_port $echo_port "$access" >"$work/metaproxy.yaml"
 taskset -c 1 target/release/echo-upstream --listen 127.0.0.1:$echo_port -p "$protocol" --payload 1024 >/dev/null &
 pids+=($!)
 taskset -c 0 $fp/release/metaproxy run -c "$work/metaproxy.yaml" 2>"$work/metaproxy.log" &

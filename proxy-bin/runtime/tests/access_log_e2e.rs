@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{call, client, provider, proxy, status};
+use common::{call, client, provider, proxy, single_listener, status};
 use metaproxy_demo_peers::provider::Behavior;
 
 fn log_path(name: &str) -> std::path::PathBuf {
@@ -21,21 +21,10 @@ fn log_path(name: &str) -> std::path::PathBuf {
 async fn json_lines_go_to_the_configured_file() {
     let p = provider("p", Behavior::default()).await;
     let path = log_path("json.log");
-    let yaml = format!(
-        r#"
-listeners:
-  - name: in
-    address: 127.0.0.1:0
-    protocol: dubbo
-    routes:
-      - name: hello
-        match: [{{ key: method, exact: sayHello }}]
-        route: {{ cluster: c }}
-clusters:
-  - {{ name: c, endpoints: [{{ address: "{{p}}" }}] }}
-access_log: {{ path: "{}", format: json }}
-"#,
-        path.display()
+    let yaml = single_listener(
+        &format!("access_log: {{ path: \"{}\", format: json }}", path.display()),
+        "        match: [{ key: method, exact: sayHello }]",
+        "    endpoints: [{ address: \"{p}\" }]",
     );
     let running = proxy(&yaml, &[&p]).await;
     let c = client(&running).await;
@@ -47,7 +36,7 @@ access_log: {{ path: "{}", format: json }}
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert_eq!(lines[0]["outcome"], "response");
-    assert_eq!(lines[0]["route"], "hello");
+    assert_eq!(lines[0]["route"], "all");
     assert_eq!(lines[0]["cluster"], "c");
     assert_eq!(lines[0]["listener"], "in");
     assert_eq!(lines[2]["outcome"], "local_reply");
@@ -58,21 +47,10 @@ access_log: {{ path: "{}", format: json }}
 async fn an_envoy_style_format_string_picks_the_fields() {
     let p = provider("p", Behavior::default()).await;
     let path = log_path("text.log");
-    let yaml = format!(
-        r#"
-listeners:
-  - name: in
-    address: 127.0.0.1:0
-    protocol: dubbo
-    routes: [{{ name: all, route: {{ cluster: c }} }}]
-clusters:
-  - {{ name: c, endpoints: [{{ address: "{{p}}" }}] }}
-access_log:
-  path: "{}"
-  text_format: "%OPERATION% batch=%REQ(batchjob)% code=%RESPONSE_CODE% served=%RESP(served-by)% flags=%RESPONSE_FLAGS%"
-"#,
-        path.display()
-    );
+    let format =
+        "%OPERATION% batch=%REQ(batchjob)% code=%RESPONSE_CODE% served=%RESP(served-by)% flags=%RESPONSE_FLAGS%";
+    let top = format!("access_log:\n  path: \"{}\"\n  text_format: \"{format}\"", path.display());
+    let yaml = single_listener(&top, "", "    endpoints: [{ address: \"{p}\" }]");
     let running = proxy(&yaml, &[&p]).await;
     let c = client(&running).await;
     assert_eq!(status(&call(&c, "sayHello", &[("batchjob", "true")]).await), "20");

@@ -138,23 +138,8 @@ access_log: { enabled: false }
     running.shutdown().await;
 }
 
-fn single(yaml_route_extra: &str, cluster_extra: &str) -> String {
-    format!(
-        r#"
-listeners:
-  - name: in
-    address: 127.0.0.1:0
-    protocol: dubbo
-    routes:
-      - name: all
-        route: {{ cluster: c }}
-{yaml_route_extra}
-clusters:
-  - name: c
-{cluster_extra}
-access_log: {{ enabled: false }}
-"#
-    )
+fn single(route_extra: &str, cluster_extra: &str) -> String {
+    common::single_listener("", route_extra, cluster_extra)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +237,7 @@ async fn oneway_requests_are_forwarded_without_a_reply() {
 async fn a_thousand_pipelining_connections_share_one_upstream_connection_per_worker() {
     let _ = rlimit::increase_nofile_limit(8192);
     let p = provider("p", Behavior::default()).await;
-    let yaml = format!("workers: 2\n{}", single("", "    endpoints: [{ address: \"{p}\" }]"));
+    let yaml = common::single_listener("workers: 2", "", "    endpoints: [{ address: \"{p}\" }]");
     let running = proxy(&yaml, &[&p]).await;
     let mut clients = Vec::new();
     for _ in 0..1000 {

@@ -11,28 +11,19 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{call, client, http_get, provider, proxy, sample, status};
+use common::{call, client, http_get, provider, proxy, sample, single_listener, status};
 use metaproxy_demo_peers::provider::Behavior;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_request_releases_the_load_of_timed_out_requests() {
     let slow = provider("slow", Behavior { delay: Duration::from_secs(5), ..Behavior::default() }).await;
     let fast = provider("fast", Behavior::default()).await;
-    let yaml = r#"
-workers: 1
-listeners:
-  - name: in
-    address: 127.0.0.1:0
-    protocol: dubbo
-    routes:
-      - { name: all, route: { cluster: c }, timeout: 20ms }
-clusters:
-  - name: c
-    lb: least_request
-    endpoints: [{ address: "{slow}" }, { address: "{fast}" }]
-access_log: { enabled: false }
-"#;
-    let running = proxy(yaml, &[&slow, &fast]).await;
+    let yaml = single_listener(
+        "workers: 1",
+        "        timeout: 20ms",
+        "    lb: least_request\n    endpoints: [{ address: \"{slow}\" }, { address: \"{fast}\" }]",
+    );
+    let running = proxy(&yaml, &[&slow, &fast]).await;
     let c = client(&running).await;
     // One request at a time, so that every pick compares two idle endpoints: the balancer draws
     // two endpoints at random and takes the less loaded, the first on a tie, so the slow endpoint
@@ -149,20 +140,8 @@ async fn one_way_requests_to_an_upstream_that_does_not_read_are_refused_not_buff
             held.push(s);
         }
     });
-    let yaml = format!(
-        r#"
-workers: 1
-admin: {{ address: 127.0.0.1:0 }}
-listeners:
-  - name: in
-    address: 127.0.0.1:0
-    protocol: dubbo
-    routes: [{{ name: all, route: {{ cluster: c }} }}]
-clusters:
-  - {{ name: c, endpoints: [{{ address: "{address}" }}] }}
-access_log: {{ enabled: false }}
-"#
-    );
+    let endpoint = format!("    endpoints: [{{ address: \"{address}\" }}]");
+    let yaml = single_listener("workers: 1\nadmin: { address: 127.0.0.1:0 }", "", &endpoint);
     let running = proxy(&yaml, &[]).await;
     let c = client(&running).await;
     // 40 MiB of one-way requests: more than the kernel's socket buffers and the proxy's 4 MiB

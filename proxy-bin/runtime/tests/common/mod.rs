@@ -69,3 +69,25 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
 pub fn sample(metrics: &str, series: &str) -> Option<u64> {
     metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// A configuration with one Dubbo listener `in` whose route `all` sends everything to cluster `c`:
+/// `top` holds top-level settings (the access log is off unless `top` sets it), `route_extra`
+/// lines are added to the route, `cluster_extra` lines to the cluster.
+pub fn single_listener(top: &str, route_extra: &str, cluster_extra: &str) -> String {
+    let access_log = if top.contains("access_log") { "" } else { "access_log: { enabled: false }\n" };
+    format!(
+        r#"{top}
+listeners:
+  - name: in
+    address: 127.0.0.1:0
+    protocol: dubbo
+    routes:
+      - name: all
+        route: {{ cluster: c }}
+{route_extra}
+clusters:
+  - name: c
+{cluster_extra}
+{access_log}"#
+    )
+}

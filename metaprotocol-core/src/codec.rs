@@ -15,6 +15,10 @@ use crate::wire::WireBuf;
 /// options at configuration time).
 pub const FRAME_SIZE_LIMIT: usize = u32::MAX as usize;
 
+/// The most a decoder reserves ahead for a frame it has not received whole (see
+/// [`Codec::decode`]): 64 KiB. Larger frames grow the buffer as their bytes arrive.
+pub const MAX_RESERVE: usize = 64 * 1024;
+
 /// Why the proxy answers a request itself instead of forwarding it.
 ///
 /// Codecs map each kind to the protocol's own error (Dubbo status, Thrift `TApplicationException`
@@ -119,8 +123,10 @@ impl LocalReply {
 ///   `src.split_to(len).freeze()`, so that the message's frame and metadata share memory and
 ///   nothing is copied).
 /// * `Ok(None)`: `src` holds no whole message yet. Nothing is consumed. When the frame length is
-///   known, reserve what is missing (`src.reserve(missing)`) so that the next read fills it in one
-///   go. Never consume a partial frame.
+///   known, reserve what is missing up to [`MAX_RESERVE`]
+///   (`src.reserve(missing.min(MAX_RESERVE))`): the buffer then grows with what arrives, not with
+///   what a header declares, so a client that declares large frames and sends them slowly (or
+///   never) holds only the memory of the bytes it sent. Never consume a partial frame.
 /// * `Err(_)`: the stream is corrupt and the connection will be closed. A frame that declares a
 ///   length over [`max_frame_size`](Codec::max_frame_size) must be refused here as soon as the
 ///   length is read, before its body is buffered. When a request's frame was cut from the stream
@@ -209,6 +215,34 @@ pub trait Codec: Clone + Send + Sync + 'static {
     /// the connection just closes.
     fn malformed_reply(&self, error: &CodecError) -> Option<Message<Self::Layout>> {
         let _ = error;
+        None
+    }
+
+    /// The proxy gives up on the incomplete frame at the front of `src` (it arrived too slowly,
+    /// or would take more memory than the listener allows) for `reason`, a
+    /// [`CodecError::Refused`]. Returns the error to answer it with: a [`CodecError::BadRequest`]
+    /// naming the request when the bytes received so far say which request it is (a header), so
+    /// that [`malformed_reply`](Codec::malformed_reply) answers it before the connection closes.
+    /// Default: `reason` as it is (the connection closes without a reply).
+    fn refuse_partial(&self, src: &[u8], reason: CodecError) -> CodecError {
+        let _ = src;
+        reason
+    }
+
+    /// Which of the codec's wire variants `message` is in, for codecs that accept several on one
+    /// listener (Thrift: transport × protocol, detected per connection). The proxy sends requests
+    /// of different variants on different upstream connections: a server speaks one variant and
+    /// closes a connection on which another arrives, which would fail every request multiplexed on
+    /// it. A number from 0 to 7 (higher bits are ignored). Default: 0 (one variant).
+    fn wire_variant(&self, message: &Message<Self::Layout>) -> u8 {
+        let _ = message;
+        0
+    }
+
+    /// A message that tells a client that this server is going away and that it should send its next
+    /// requests elsewhere, written to every client connection when the proxy starts to drain
+    /// (Dubbo's readonly event). Default: none.
+    fn goaway(&self) -> Option<Message<Self::Layout>> {
         None
     }
 }

@@ -51,6 +51,11 @@ pub enum CodecError {
     /// A message could not be encoded (for example a mutation made a block too large).
     #[error("cannot encode: {0}")]
     Encode(Cow<'static, str>),
+    /// The proxy gave up on a frame before it was complete: it arrived too slowly, or holding it
+    /// would take more memory than the listener allows. See
+    /// [`Codec::refuse_partial`](crate::Codec::refuse_partial).
+    #[error("frame refused before it was complete: {0}")]
+    Refused(Cow<'static, str>),
     /// A whole request frame was cut from the stream and its header read, but its body does not
     /// parse. The frame is carried so that
     /// [`Codec::malformed_reply`](crate::Codec::malformed_reply) can answer that request.

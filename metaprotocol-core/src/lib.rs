@@ -35,7 +35,7 @@ mod wire;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use codec::{Codec, LocalReply, ReplyKind, FRAME_SIZE_LIMIT};
+pub use codec::{Codec, LocalReply, ReplyKind, FRAME_SIZE_LIMIT, MAX_RESERVE};
 pub use error::{CodecError, ConfigError};
 pub use filter::{
     Attributes, ChainOutcome, ChainStep, Filter, FilterAction, FilterChain, FilterResult, Pending, RequestContext,

@@ -249,7 +249,9 @@ struct RequestParts {
 #[inline(always)]
 fn request_body(frame: &Bytes, kvs: &mut KeyValues, max_depth: usize) -> Result<RequestParts, CodecError> {
     let body = frame.get(HEADER_LEN..).unwrap_or(&[]);
-    let mut r = Reader::new(body, HEADER_LEN).with_max_depth(max_depth);
+    // Strings with lone surrogates are refused: the proxy would pass them to providers that cannot
+    // decode them and close the connection, failing every request that shares it.
+    let mut r = Reader::new(body, HEADER_LEN).with_max_depth(max_depth).unicode_only();
     let (dubbo_version, _) = field(&mut r, kvs, "Dubbo version")?;
     let (path, service) = field(&mut r, kvs, "service path")?;
     let (version, _) = field(&mut r, kvs, "service version")?;

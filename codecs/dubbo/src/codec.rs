@@ -1,12 +1,12 @@
 //! [`DubboCodec`]: decode, splice-on-encode, request-id rewrite, error replies, heartbeats.
 
-use bytes::BytesMut;
-use metaprotocol_core::{Codec, CodecError, LocalReply, Message, Mutation, WireBuf};
+use bytes::{Bytes, BytesMut};
+use metaprotocol_core::{Codec, CodecError, LocalReply, Message, Mutation, WireBuf, MAX_RESERVE};
 
 use crate::attachments;
 use crate::body;
 use crate::factory::DubboOptions;
-use crate::header::{self, HEADER_LEN, ID_OFFSET};
+use crate::header::{self, FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, HEADER_LEN, ID_OFFSET};
 use crate::hessian;
 use crate::layout::{Body, DubboLayout};
 use crate::reply;
@@ -43,17 +43,50 @@ impl DubboCodec {
     }
 }
 
+/// A frame refused from its header alone (too large): a two-way request still gets its status-40
+/// reply, built from the header, before the connection closes.
+fn refused_at_header(src: &[u8], error: CodecError) -> CodecError {
+    let Some(head) = src.get(..HEADER_LEN) else { return error };
+    let flags = head.get(2).copied().unwrap_or(0);
+    let two_way_request =
+        flags & (FLAG_REQUEST | FLAG_TWO_WAY) == FLAG_REQUEST | FLAG_TWO_WAY && flags & FLAG_EVENT == 0;
+    if !two_way_request {
+        return error;
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(head.get(ID_OFFSET..ID_OFFSET + 8).unwrap_or(&[0; 8]));
+    CodecError::bad_request(u64::from_be_bytes(id), Bytes::copy_from_slice(head), error)
+}
+
 impl Codec for DubboCodec {
     type Layout = DubboLayout;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message<DubboLayout>>, CodecError> {
-        let Some(h) = header::parse(src, self.options.max_frame_size)? else { return Ok(None) };
+        let h = match header::parse(src, self.options.max_frame_size) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(None),
+            Err(error @ CodecError::FrameTooLarge { .. }) => return Err(refused_at_header(src, error)),
+            Err(error) => return Err(error),
+        };
         let total = h.frame_len();
         if src.len() < total {
-            src.reserve(total - src.len());
+            src.reserve((total - src.len()).min(MAX_RESERVE));
             return Ok(None);
         }
-        body::decode(src.split_to(total).freeze(), &h, self.options.max_depth)
+        let frame = src.split_to(total).freeze();
+        if h.is_request() && !h.is_event() && !self.options.accepts_serialization(h.serialization()) {
+            let error = CodecError::Unsupported(
+                format!(
+                    "serialization {} (this listener decodes Hessian 2, and forwards {:?} untouched: codec option \
+                     forward_serializations)",
+                    h.serialization(),
+                    self.options.forward_serializations
+                )
+                .into(),
+            );
+            return Err(if h.is_two_way() { CodecError::bad_request(h.request_id, frame, error) } else { error });
+        }
+        body::decode(frame, &h, self.options.max_depth)
     }
 
     fn encode(
@@ -131,5 +164,17 @@ impl Codec for DubboCodec {
     /// request) reply carrying the parse error.
     fn malformed_reply(&self, error: &CodecError) -> Option<Message<DubboLayout>> {
         reply::malformed(error)
+    }
+
+    /// A two-way request refused before its body arrived is named by its header: it gets its
+    /// status-40 reply.
+    fn refuse_partial(&self, src: &[u8], reason: CodecError) -> CodecError {
+        refused_at_header(src, reason)
+    }
+
+    /// Dubbo's readonly event (`R`), as a Java provider sends it when it shuts down: clients stop
+    /// choosing this address for new requests.
+    fn goaway(&self) -> Option<Message<DubboLayout>> {
+        reply::readonly_event().ok()
     }
 }

@@ -3,7 +3,7 @@
 use metaprotocol_core::{parse_config, CodecFactory, ConfigError, ConfigValue};
 use serde::Deserialize;
 
-use crate::header::{HEADER_LEN, MAX_FRAME_SIZE};
+use crate::header::{HEADER_LEN, HESSIAN2, MAX_FRAME_SIZE, SERIALIZATION_MASK};
 use crate::hessian::DEFAULT_MAX_DEPTH;
 use crate::DubboCodec;
 
@@ -19,11 +19,21 @@ pub struct DubboOptions {
     pub max_frame_size: usize,
     /// Deepest nesting of Hessian lists, maps and objects (default 64, at least 1).
     pub max_depth: usize,
+    /// Serialization ids besides Hessian 2 (2) whose requests are forwarded untouched, for
+    /// providers that read them (Dubbo 3's fastjson2 is 23, protobuf 22). Default: none. The proxy
+    /// cannot read the service, method or attachments of such a request, and a provider that does
+    /// not speak the serialization closes the connection, failing every request multiplexed on it;
+    /// so requests in any other serialization are refused with a status-40 reply.
+    pub forward_serializations: Vec<u8>,
 }
 
 impl Default for DubboOptions {
     fn default() -> Self {
-        DubboOptions { max_frame_size: DEFAULT_MAX_FRAME_SIZE, max_depth: DEFAULT_MAX_DEPTH }
+        DubboOptions {
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_depth: DEFAULT_MAX_DEPTH,
+            forward_serializations: Vec::new(),
+        }
     }
 }
 
@@ -50,19 +60,33 @@ impl DubboOptions {
             return Err(ConfigError::invalid("max_depth", "must be at least 1"));
         }
         if self.max_depth > MAX_DEPTH_LIMIT {
-            // The Hessian skipper recurses once per level: a deeper limit would let one request
-            // exhaust a worker's stack.
             return Err(ConfigError::invalid(
                 "max_depth",
-                format!("must be at most {MAX_DEPTH_LIMIT} (nesting is read recursively)"),
+                format!(
+                    "{} is over {MAX_DEPTH_LIMIT}, deeper than any object graph a Dubbo peer sends \
+                     (each level costs the codec work on every request)",
+                    self.max_depth
+                ),
+            ));
+        }
+        if let Some(id) = self.forward_serializations.iter().find(|id| **id > SERIALIZATION_MASK || **id == 0) {
+            return Err(ConfigError::invalid(
+                "forward_serializations",
+                format!("{id} is not a Dubbo serialization id (1 to {SERIALIZATION_MASK})"),
             ));
         }
         Ok(())
     }
+
+    /// Whether requests in serialization `id` are decoded (Hessian 2) or forwarded untouched.
+    pub fn accepts_serialization(&self, id: u8) -> bool {
+        id == HESSIAN2 || self.forward_serializations.contains(&id)
+    }
 }
 
-/// The deepest nesting `max_depth` may allow.
-pub const MAX_DEPTH_LIMIT: usize = 512;
+/// The deepest nesting `max_depth` may allow. The Hessian skipper walks nesting with a heap stack,
+/// so this bounds the work one frame can ask for, not the thread's stack.
+pub const MAX_DEPTH_LIMIT: usize = 4096;
 
 /// `protocol: dubbo`.
 #[derive(Clone, Copy, Debug, Default)]

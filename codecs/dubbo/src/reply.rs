@@ -33,7 +33,9 @@ use metaprotocol_core::{
 };
 
 use crate::body;
-use crate::header::{self, small_number, status, Header, FLAG_EVENT, HEADER_LEN, HESSIAN2, LEN_OFFSET, MAX_FRAME_SIZE};
+use crate::header::{
+    self, small_number, status, Header, FLAG_EVENT, FLAG_REQUEST, HEADER_LEN, HESSIAN2, LEN_OFFSET, MAX_FRAME_SIZE,
+};
 use crate::hessian::{self, Reader, StrValue};
 use crate::layout::{offset, Body, DubboLayout, Span};
 
@@ -146,6 +148,18 @@ pub fn pong(ping: &Message<DubboLayout>) -> Result<Message<DubboLayout>, CodecEr
     let mut buf = BytesMut::with_capacity(HEADER_LEN + 1);
     header::put(&mut buf, h.flags, h.status, h.request_id, 1);
     hessian::write_null(&mut buf);
+    let (metadata, layout) = body::event(&h)?;
+    Ok(Message::new(metadata, buf.freeze(), layout))
+}
+
+/// Dubbo's readonly event: a one-way event request whose body is the string `R`, which a Java
+/// provider sends to its clients when it shuts down (`READONLY_EVENT`); clients then stop choosing
+/// its address for new requests.
+pub fn readonly_event() -> Result<Message<DubboLayout>, CodecError> {
+    let h = Header { flags: FLAG_REQUEST | FLAG_EVENT | HESSIAN2, status: 0, request_id: 0, body_len: 2 };
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + 2);
+    header::put(&mut buf, h.flags, h.status, h.request_id, 2);
+    buf.extend_from_slice(&[0x01, b'R']);
     let (metadata, layout) = body::event(&h)?;
     Ok(Message::new(metadata, buf.freeze(), layout))
 }

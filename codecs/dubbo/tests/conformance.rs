@@ -11,7 +11,15 @@ use metaprotocol_dubbo::{DubboCodec, DubboOptions};
 
 #[test]
 fn dubbo_codec_passes_the_conformance_kit() {
-    let codec = || DubboCodec::new(DubboOptions { max_frame_size: 256 * 1024, ..DubboOptions::default() });
+    // Serialization 6 (fastjson) forwarded untouched, as a listener in front of Java providers that
+    // read it would be configured.
+    let codec = || {
+        DubboCodec::new(DubboOptions {
+            max_frame_size: 256 * 1024,
+            forward_serializations: vec![6],
+            ..DubboOptions::default()
+        })
+    };
     let big = "x".repeat(70_000);
     let kit = ConformanceKit::new(codec)
         .frame(common::request(1, true, "world", &[("batchjob", "true"), ("trace", "abc")]))

@@ -8,7 +8,7 @@ mod common;
 use bytes::{Bytes, BytesMut};
 use metaprotocol_core::{Codec, LocalReply, MessageType, Mutation, ReplyKind, ResponseStatus, WireBuf};
 use metaprotocol_dubbo::hessian::Reader;
-use metaprotocol_dubbo::{DubboCodec, DubboLayout};
+use metaprotocol_dubbo::{DubboCodec, DubboLayout, DubboOptions};
 
 type Message = metaprotocol_core::Message<DubboLayout>;
 
@@ -161,13 +161,62 @@ fn local_replies_use_dubbo_statuses_and_carry_a_message() {
 
 #[test]
 fn other_serializations_get_header_metadata_only() {
-    let m = decode(&common::frame(0xc6, 0, 12, b"\x01\x02\x03"));
+    let forwarding = DubboCodec::new(DubboOptions { forward_serializations: vec![6], ..DubboOptions::default() });
+    let m = forwarding
+        .clone()
+        .decode(&mut BytesMut::from(&common::frame(0xc6, 0, 12, b"\x01\x02\x03")[..]))
+        .unwrap()
+        .unwrap();
     assert_eq!(m.metadata.message_type, MessageType::Request);
     assert_eq!(m.metadata.request_id, 12);
     assert_eq!(kv(&m, "serialization"), Some("6"));
     let mut mu = Mutation::new();
     mu.set("a", "b");
     assert_eq!(encode(&m, &mu), m.frame().clone(), "cannot carry attachments: forwarded unchanged");
+}
+
+#[test]
+fn requests_in_serializations_not_forwarded_are_refused_with_status_40() {
+    // By default only Hessian 2 passes: a provider that cannot read a frame closes the connection
+    // and fails every request multiplexed on it.
+    let codec = DubboCodec::default();
+    let err = codec.clone().decode(&mut BytesMut::from(&common::frame(0xc6, 0, 12, b"{}")[..])).unwrap_err();
+    let reply = codec.malformed_reply(&err).expect("a two-way request is answered");
+    assert_eq!(reply.metadata.request_id, 12);
+    assert_eq!(reply.frame().get(3), Some(&40), "{err}");
+    assert!(err.to_string().contains("serialization 6"), "{err}");
+    // One-way: no reply, the connection closes.
+    let err = codec.clone().decode(&mut BytesMut::from(&common::frame(0x86, 0, 13, b"{}")[..])).unwrap_err();
+    assert!(codec.malformed_reply(&err).is_none());
+    // Responses in other serializations still pass (the provider chose them).
+    assert!(codec.clone().decode(&mut BytesMut::from(&common::frame(0x06, 20, 12, b"{}")[..])).is_ok());
+}
+
+#[test]
+fn frames_refused_at_their_header_are_answered() {
+    let codec = DubboCodec::new(DubboOptions { max_frame_size: 1024, ..DubboOptions::default() });
+    // A two-way request declaring 1 MiB: refused from the header, before its body is buffered.
+    let head = [0xda, 0xbb, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0x10, 0, 0];
+    let err = codec.clone().decode(&mut BytesMut::from(&head[..])).unwrap_err();
+    let reply = codec.malformed_reply(&err).expect("status 40 from the header alone");
+    assert_eq!((reply.metadata.request_id, reply.frame().get(3)), (9, Some(&40)), "{err}");
+    // An incomplete frame the proxy gives up on is answered the same way.
+    let partial = [0xda, 0xbb, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 100, 1, 2];
+    let err = codec.refuse_partial(&partial, metaprotocol_core::CodecError::Refused("too slow".into()));
+    let reply = codec.malformed_reply(&err).expect("status 40 for the refused frame");
+    assert_eq!(reply.metadata.request_id, 10);
+    // Fewer bytes than a header: nothing names the request.
+    let err = codec.refuse_partial(&partial[..8], metaprotocol_core::CodecError::Refused("too slow".into()));
+    assert!(codec.malformed_reply(&err).is_none());
+}
+
+#[test]
+fn the_readonly_event_is_what_java_providers_send_on_shutdown() {
+    let goaway = DubboCodec::default().goaway().expect("dubbo has one");
+    // Request + event + Hessian 2, one-way, id 0, body: the string "R".
+    assert_eq!(&goaway.frame()[..], &[0xda, 0xbb, 0xa2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0x01, b'R'][..]);
+    let m = decode(goaway.frame());
+    assert_eq!(m.metadata.message_type, MessageType::Pong, "a one-way event: nothing answers it");
 }
 
 #[test]
@@ -189,19 +238,25 @@ fn malformed_bodies_are_errors_not_panics() {
 }
 
 #[test]
-fn the_deepest_nesting_allowed_fits_a_worker_thread_s_stack() {
-    use metaprotocol_dubbo::hessian::Reader;
+fn nesting_costs_no_thread_stack() {
+    use metaprotocol_dubbo::hessian::{HessianError, Reader};
     use metaprotocol_dubbo::MAX_DEPTH_LIMIT;
-    // Lists of one element nested MAX_DEPTH_LIMIT deep (0x79: a fixed list of length 1), then null.
-    let mut data = vec![0x79u8; MAX_DEPTH_LIMIT - 1];
-    data.push(b'N');
-    // metaproxy's worker threads have 8 MiB stacks; the check runs on one of that size (in a debug
-    // build, whose frames are the largest).
-    let skipped = std::thread::Builder::new()
-        .stack_size(8 << 20)
-        .spawn(move || Reader::new(&data, 0).with_max_depth(MAX_DEPTH_LIMIT).skip_value().map(|_| ()))
+    // Lists of one element nested MAX_DEPTH_LIMIT deep (0x79: a fixed list of length 1), then null;
+    // and 100,000 levels against that limit. Both on a 64 KiB stack in a debug build: the skipper
+    // walks nesting with a heap stack, so depth never reaches the thread's stack.
+    let mut allowed = vec![0x79u8; MAX_DEPTH_LIMIT - 1];
+    allowed.push(b'N');
+    let too_deep = vec![0x79u8; 100_000];
+    let (allowed, too_deep) = std::thread::Builder::new()
+        .stack_size(64 << 10)
+        .spawn(move || {
+            let a = Reader::new(&allowed, 0).with_max_depth(MAX_DEPTH_LIMIT).skip_value().map(|_| ());
+            let b = Reader::new(&too_deep, 0).with_max_depth(MAX_DEPTH_LIMIT).skip_value().map(|_| ());
+            (a, b)
+        })
         .unwrap()
         .join()
         .expect("no stack overflow");
-    assert!(skipped.is_ok(), "{skipped:?}");
+    assert!(allowed.is_ok(), "{allowed:?}");
+    assert!(matches!(too_deep, Err(HessianError::TooDeep { limit: MAX_DEPTH_LIMIT, .. })), "{too_deep:?}");
 }

@@ -9,7 +9,7 @@ mod common;
 use bytes::{Bytes, BytesMut};
 use metaprotocol_core::{Codec, CodecError, LocalReply, MessageType, Mutation, ReplyKind, ResponseStatus, WireBuf};
 use metaprotocol_dubbo::{
-    Attachments, Body, DubboCodec, DubboLayout, RequestLayout, ResponseKind, ResponseLayout, Span,
+    Attachments, Body, DubboCodec, DubboLayout, DubboOptions, RequestLayout, ResponseKind, ResponseLayout, Span,
 };
 
 type Message = metaprotocol_core::Message<DubboLayout>;
@@ -90,7 +90,9 @@ fn local_replies_name_a_chunked_operation_and_answer_in_hessian2() {
     assert_eq!(reply.metadata.get("status"), Some(&b"80"[..]));
     assert_built_as_decoded(&reply);
     // A request in another serialization is answered in Hessian 2, the serialization of the text.
-    let other = decode(&common::frame(0xc6, 0, 22, b"{}"));
+    let forwarding = DubboCodec::new(DubboOptions { forward_serializations: vec![6], ..DubboOptions::default() });
+    let other =
+        forwarding.clone().decode(&mut BytesMut::from(&common::frame(0xc6, 0, 22, b"{}")[..])).unwrap().unwrap();
     let reply = DubboCodec::default().local_reply(&other, &LocalReply::new(ReplyKind::Timeout, "slow")).unwrap();
     assert_eq!((reply.frame()[2], reply.frame()[3]), (0x02, 31));
     assert_eq!(reply.metadata.get("error_message"), Some(&b"metaproxy timeout: slow"[..]));

@@ -6,7 +6,7 @@ use std::ops::Range;
 use bytes::{BufMut, Bytes, BytesMut};
 use metaprotocol_core::{
     check_frame_size, Codec, CodecError, ConfigError, KeyValues, LocalReply, Message, MessageType, Metadata, Mutation,
-    ResponseStatus, Text, WireBuf,
+    ResponseStatus, Text, WireBuf, MAX_RESERVE,
 };
 
 use crate::factory::ThriftOptions;
@@ -116,7 +116,7 @@ impl ThriftCodec {
         let Some(len) = src.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) else { return Ok(None) };
         let total = check_frame_size(u64::from(u32::from_be_bytes(len)) + 4, self.options.max_frame_size)?;
         if src.len() < total {
-            src.reserve(total - src.len());
+            src.reserve((total - src.len()).min(MAX_RESERVE));
             return Ok(None);
         }
         Ok(Some(src.split_to(total).freeze()))
@@ -355,6 +355,21 @@ impl Codec for ThriftCodec {
     /// Answers a [`CodecError::BadRequest`] (a call on a framed or THeader transport whose header
     /// parsed but whose body cannot be a struct) with a PROTOCOL_ERROR TApplicationException, in
     /// the framing and protocol its frame shows. Nothing else is answered.
+    /// Transport × protocol: framed, unframed or THeader, binary or compact.
+    fn wire_variant(&self, message: &Message<ThriftLayout>) -> u8 {
+        let layout = message.layout();
+        let transport = match layout.framing() {
+            Framing::Framed => 0,
+            Framing::Unframed => 1,
+            Framing::Header { .. } => 2,
+        };
+        let protocol = match layout.protocol() {
+            Protocol::Binary => 0,
+            Protocol::Compact => 1,
+        };
+        transport * 2 + protocol
+    }
+
     fn malformed_reply(&self, error: &CodecError) -> Option<Message<ThriftLayout>> {
         let CodecError::BadRequest { request_id, frame, source } = error else { return None };
         let transport = match self.options.transport.fixed() {

@@ -3,7 +3,7 @@
 use bytes::{Bytes, BytesMut};
 use metaprotocol_core::{
     check_frame_size, ByteReader, Codec, CodecError, ConfigError, KeyValues, LocalReply, Message, Metadata, Mutation,
-    ReplyKind, ResponseStatus, Text, WireBuf,
+    ReplyKind, ResponseStatus, Text, WireBuf, MAX_RESERVE,
 };
 
 use crate::factory::KvOptions;
@@ -124,8 +124,9 @@ impl Codec for KvCodec {
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message<KvLayout>>, CodecError> {
         let Some(total) = self.frame_len(src)? else { return Ok(None) };
         if src.len() < total {
-            // Reserve exactly what is missing so the next read can complete the frame.
-            src.reserve(total - src.len());
+            // Reserve what is missing (up to MAX_RESERVE: a large frame grows the buffer as its
+            // bytes arrive, not as its header declares) so the next read can complete the frame.
+            src.reserve((total - src.len()).min(MAX_RESERVE));
             return Ok(None);
         }
         // Cut the frame off the read buffer: metadata below are ranges of it, nothing is copied.

@@ -178,7 +178,13 @@ pub(crate) fn oversized<C: Codec, F: Fn() -> C>(kit: &ConformanceKit<F>, r: &mut
             Ok(Err(_)) => {
                 let mut codec = (kit.new_codec)();
                 let mut buf = BytesMut::from(&prefix[..]);
-                if !matches!(codec.decode(&mut buf), Err(CodecError::FrameTooLarge { .. })) {
+                // Directly, or as the source of a `BadRequest` that names the request to answer.
+                let too_large = match codec.decode(&mut buf) {
+                    Err(CodecError::FrameTooLarge { .. }) => true,
+                    Err(CodecError::BadRequest { source, .. }) => matches!(*source, CodecError::FrameTooLarge { .. }),
+                    _ => false,
+                };
+                if !too_large {
                     r.fail("oversized", format!("prefix {i}: refused, but not with CodecError::FrameTooLarge"));
                 }
             }

@@ -20,6 +20,26 @@ pub enum StrValue {
     Joined(Vec<u8>),
 }
 
+/// True when `text` (Hessian's UTF-8) holds a surrogate that is not half of a high-then-low pair:
+/// such a string has no Unicode form.
+fn has_lone_surrogate(text: &[u8]) -> bool {
+    // A surrogate's 3-byte form: 0xED, then 0xA0..=0xAF (high) or 0xB0..=0xBF (low).
+    let surrogate = |at: usize| match (text.get(at), text.get(at + 1)) {
+        (Some(0xed), Some(&b)) if (0xa0..=0xaf).contains(&b) => Some(true),
+        (Some(0xed), Some(&b)) if (0xb0..=0xbf).contains(&b) => Some(false),
+        _ => None,
+    };
+    let mut i = 0;
+    while i < text.len() {
+        match surrogate(i) {
+            Some(true) if surrogate(i + 3) == Some(false) => i += 6,
+            Some(_) => return true,
+            None => i += 1,
+        }
+    }
+    false
+}
+
 /// A Hessian 2 read position. Positions (in ranges and errors) are counted from `base`, so a
 /// reader over a frame's body still reports offsets within the whole frame.
 #[derive(Clone, Debug)]
@@ -31,6 +51,8 @@ pub struct Reader<'a> {
     /// Field counts of the class definitions seen so far: a Hessian stream numbers them in order
     /// and objects refer to them by index, so the table lives as long as the stream.
     pub(crate) classes: ClassTable,
+    /// Refuse strings that hold a lone surrogate (see [`Reader::unicode_only`]).
+    pub(crate) unicode_only: bool,
 }
 
 /// Field counts of class definitions: the first few inline (no allocation for a typical body),
@@ -66,7 +88,17 @@ impl ClassTable {
 impl<'a> Reader<'a> {
     /// A reader at the start of `data`, which begins at frame position `base`.
     pub fn new(data: &'a [u8], base: usize) -> Self {
-        Reader { data, pos: 0, base, max_depth: DEFAULT_MAX_DEPTH, classes: ClassTable::default() }
+        Reader { data, pos: 0, base, max_depth: DEFAULT_MAX_DEPTH, classes: ClassTable::default(), unicode_only: false }
+    }
+
+    /// Makes [`read_string`](Reader::read_string) refuse strings holding a lone surrogate, which
+    /// Java writes and reads back but which have no Unicode form: a Python or Go peer fails to
+    /// decode them (`dubbo-py` closes the connection). Hessian itself allows them, so this is off
+    /// unless asked for; the proxy asks for it on the strings it reads from requests.
+    #[must_use]
+    pub fn unicode_only(mut self) -> Self {
+        self.unicode_only = true;
+        self
     }
 
     /// Sets the nesting limit.
@@ -243,11 +275,19 @@ impl<'a> Reader<'a> {
             self.skip_utf8_chars(chars)?;
             let span = self.base + start..self.base + self.pos;
             match (&mut joined, last) {
-                (None, true) => return Ok(Some(StrValue::Span(span))),
+                (None, true) => {
+                    if self.unicode_only && has_lone_surrogate(self.slice(span.clone())) {
+                        return Err(HessianError::Invalid { what: "a string with a lone surrogate", offset: at });
+                    }
+                    return Ok(Some(StrValue::Span(span)));
+                }
                 (None, false) => joined = Some(self.slice(span).to_vec()),
                 (Some(j), _) => j.extend_from_slice(self.slice(span)),
             }
             if last {
+                if self.unicode_only && joined.as_deref().is_some_and(has_lone_surrogate) {
+                    return Err(HessianError::Invalid { what: "a string with a lone surrogate", offset: at });
+                }
                 return Ok(joined.map(StrValue::Joined));
             }
             code = self.byte("string chunk")?;
@@ -337,8 +377,17 @@ mod tests {
         // "é" is one unit in two bytes; a surrogate pair (CESU-8) is two units in six bytes.
         let mut r = Reader::new(b"\x03\xc3\xa9\xed\xa0\xbd\xed\xb8\x80", 0);
         assert_eq!(r.read_string().unwrap(), Some(StrValue::Span(1..9)));
-        // A lone surrogate is just bytes; a 4-byte UTF-8 emoji counts as two units.
-        assert!(Reader::new(b"\x01\xed\xa0\x80", 0).read_string().is_ok());
+        // A 4-byte UTF-8 emoji counts as two units. A lone surrogate is read as Java reads it, or
+        // refused when the reader reads Unicode only (peers other than Java's cannot decode it):
+        // high or low, alone or the wrong way round.
+        for lone in
+            [&b"\x01\xed\xa0\x80"[..], b"\x02\xed\xa0\x80a", b"\x01\xed\xb0\x80", b"\x02\xed\xb8\x80\xed\xa0\xbd"]
+        {
+            assert!(Reader::new(lone, 0).read_string().is_ok(), "{lone:x?}");
+            let strict = Reader::new(lone, 0).unicode_only().read_string();
+            assert!(matches!(strict, Err(HessianError::Invalid { .. })), "{lone:x?}");
+        }
+        assert!(Reader::new(b"\x03\xc3\xa9\xed\xa0\xbd\xed\xb8\x80", 0).unicode_only().read_string().is_ok());
         assert!(Reader::new(b"\x02\xf0\x9f\x98\x80", 0).read_string().is_ok());
         assert!(Reader::new(b"\x01\xf0\x9f\x98\x80", 0).read_string().is_err());
     }

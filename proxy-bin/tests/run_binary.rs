@@ -41,7 +41,7 @@ async fn sigterm_drains_in_flight_requests() {
     let p = provider::spawn(
         ([127, 0, 0, 1], 0).into(),
         "slow",
-        Behavior { delay: Duration::from_millis(700), close_after: None },
+        Behavior { delay: Duration::from_millis(700), ..Behavior::default() },
     )
     .await
     .unwrap();

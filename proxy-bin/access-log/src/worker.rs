@@ -257,7 +257,8 @@ mod tests {
     /// Waits for the writer to return this worker's last buffer and puts it back as a spare.
     fn recycle(log: &WorkerLog) {
         let active = log.active.as_ref().unwrap();
-        let buf = active.spares.recv().unwrap();
+        // Bounded: a buffer the writer failed to return fails the test instead of hanging it.
+        let buf = active.spares.recv_timeout(Duration::from_secs(30)).expect("the writer returned the buffer");
         active.home.try_send(buf).unwrap();
     }
 

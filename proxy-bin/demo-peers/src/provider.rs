@@ -40,6 +40,9 @@ pub struct Behavior {
     pub delay: Duration,
     /// Close the connection, unanswered, when this many requests have arrived on it.
     pub close_after: Option<u64>,
+    /// Close the connection, with everything on it unanswered, when a request for this method
+    /// arrives: a request the provider cannot take, which fails whatever shares its connection.
+    pub close_on_method: Option<String>,
 }
 
 /// A running provider.
@@ -98,6 +101,9 @@ async fn serve(stream: TcpStream, p: Provider, behavior: Behavior) {
                 MessageType::Request | MessageType::Oneway => {
                     seen += 1;
                     if behavior.close_after.is_some_and(|n| seen >= n) {
+                        break 'conn;
+                    }
+                    if behavior.close_on_method.as_deref().is_some_and(|m| md.method() == Some(m.as_bytes())) {
                         break 'conn;
                     }
                     let batch = md.kvs.get_str("batchjob") == Some("true");

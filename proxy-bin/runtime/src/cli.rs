@@ -79,7 +79,14 @@ fn init_logs(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Logs (and the access log) go to stderr; stdout carries command output such as `inspect`'s JSON.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(true).with_writer(std::io::stderr).try_init();
+    // Colour codes only on a terminal: logs redirected to a file stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// The main thread's runtime: signals, the admin endpoint, DNS refreshes and the demo's clients.
@@ -158,9 +165,14 @@ pub fn run(registry: &Registry, command: Command, out: &mut dyn Write) -> Result
             runtime(1)?.block_on(async move {
                 let running = crate::server::start(cfg).await?;
                 wait_for_signal().await;
-                tracing::info!("shutting down: draining in-flight requests");
-                running.shutdown().await;
-                Ok(ExitCode::SUCCESS)
+                tracing::info!("shutting down: draining in-flight requests (a second signal exits at once)");
+                tokio::select! {
+                    _ = running.shutdown() => Ok(ExitCode::SUCCESS),
+                    _ = wait_for_signal() => {
+                        tracing::warn!("second signal during the drain: exiting at once");
+                        Ok(ExitCode::FAILURE)
+                    }
+                }
             })
         }
         Command::Demo { config, duration, connections, batch_share } => {

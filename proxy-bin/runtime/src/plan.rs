@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,26 @@ pub struct ListenerSpec {
     pub routes: Vec<RouteSpec>,
     /// In-flight limit per downstream connection: past it the connection stops reading.
     pub max_requests_per_connection: usize,
+    /// A connection with nothing in flight that sends nothing this long closes (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// A frame not whole this long after its first byte arrived is refused (`None`: never).
+    pub frame_timeout: Option<Duration>,
+    /// Most open connections over every worker (`None`: no limit).
+    pub max_connections: Option<usize>,
+    /// Most bytes held in the read buffers of the listener's connections, over every worker.
+    pub max_buffered_bytes: usize,
+    /// What the listener's connections use of those budgets now.
+    pub usage: ListenerUsage,
+}
+
+/// A listener's use of its budgets, over every worker: updated when a connection opens or
+/// closes, or when a read buffer changes size (not per message).
+#[derive(Debug, Default)]
+pub struct ListenerUsage {
+    /// Open connections.
+    pub connections: AtomicUsize,
+    /// Bytes of read-buffer capacity.
+    pub buffered: AtomicUsize,
 }
 
 /// Totals of one inspected capture.
@@ -104,6 +125,15 @@ pub struct WorkerScope {
     pub engines: RefCell<Vec<(String, Rc<dyn std::any::Any>)>>,
     /// Open downstream connections of this worker, and what wakes them to drain.
     pub connections: Rc<Connections>,
+    /// The requests in flight of each engine, answered when a drain outlives its timeout.
+    pub inflight: RefCell<Vec<Rc<dyn InFlight>>>,
+}
+
+/// A worker's requests in flight for one protocol, as the drain sees them.
+pub trait InFlight {
+    /// Answers every request still in flight with `reply` (a protocol-native error); returns how
+    /// many there were.
+    fn answer_all(&self, reply: &metaprotocol_core::LocalReply) -> usize;
 }
 
 /// A downstream connection as the worker's drain sees it.

@@ -73,6 +73,16 @@ pub struct ListenerStats {
     pub malformed: Counter,
     /// Local replies, by kind (indexed like [`ReplyKind::ALL`]).
     pub local_replies: [Counter; ReplyKind::ALL.len()],
+    /// Connections closed at once because the listener had `max_connections` open
+    /// (`downstream_cx_overflow`).
+    pub downstream_cx_overflow: Counter,
+    /// Connections closed by `idle_timeout` (`downstream_cx_idle_timeout`).
+    pub downstream_cx_idle_timeout: Counter,
+    /// Frames refused (and their connections closed) by `frame_timeout`.
+    pub downstream_cx_frame_timeout: Counter,
+    /// Frames refused (and their connections closed) because the listener's read buffers were
+    /// over `max_buffered_bytes` (`downstream_cx_overload`).
+    pub downstream_cx_overload: Counter,
 }
 
 impl ListenerStats {

@@ -55,7 +55,7 @@ fn error_for(from: &str, to: &str) -> LoadError {
 
 #[test]
 fn mistakes_are_reported_with_file_line_and_field() {
-    let cases: [(&str, &str, usize, &str, &str); 12] = [
+    let cases: [(&str, &str, usize, &str, &str); 15] = [
         (
             "route: { cluster: provider, subset: user }",
             "route: { cluster: providr, subset: user }",
@@ -73,6 +73,14 @@ fn mistakes_are_reported_with_file_line_and_field() {
         ),
         ("protocol: dubbo", "protocol: dubbbo", 6, "listeners[0].protocol", "unknown codec `dubbbo`"),
         ("codec: {}", "codec: { max_frame_size: 1 }", 7, "listeners[0].codec.max_frame_size", "at least 17"),
+        (
+            "codec: {}",
+            "codec: { max_frame_size: 5000000000 }",
+            7,
+            "listeners[0].codec.max_frame_size",
+            "over the largest Dubbo frame",
+        ),
+        ("codec: {}", "codec: { max_depth: 1000000 }", 7, "listeners[0].codec.max_depth", "is over 4096"),
         (
             "address: 127.0.0.1:20881,",
             "address: localhost:20881,",
@@ -95,6 +103,13 @@ fn mistakes_are_reported_with_file_line_and_field() {
             "lb: round_robin\n    circuit_breakers: { max_requests: 0 }",
             21,
             "clusters[0].circuit_breakers.max_requests",
+            "at least 1",
+        ),
+        (
+            "lb: round_robin",
+            "lb: round_robin\n    circuit_breakers: { max_pending_requests: 0 }",
+            21,
+            "clusters[0].circuit_breakers.max_pending_requests",
             "at least 1",
         ),
         (

@@ -145,7 +145,8 @@ fn single(route_extra: &str, cluster_extra: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_closing_mid_flight_answers_every_request_with_an_error() {
     // The provider holds answers for 300 ms and drops its connection at the 5th request.
-    let p = provider("p", Behavior { delay: Duration::from_millis(300), close_after: Some(5) }).await;
+    let p = provider("p", Behavior { delay: Duration::from_millis(300), close_after: Some(5), ..Behavior::default() })
+        .await;
     let yaml = single("", "    connections_per_endpoint: 1\n    endpoints: [{ address: \"{p}\" }]");
     let running = proxy(&yaml, &[&p]).await;
     let c = client(&running).await;
@@ -164,7 +165,7 @@ async fn upstream_closing_mid_flight_answers_every_request_with_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_timeout_gets_a_server_timeout_reply() {
-    let p = provider("p", Behavior { delay: Duration::from_secs(2), close_after: None }).await;
+    let p = provider("p", Behavior { delay: Duration::from_secs(2), ..Behavior::default() }).await;
     let yaml = single("        timeout: 200ms", "    endpoints: [{ address: \"{p}\" }]");
     let running = proxy(&yaml, &[&p]).await;
     let c = client(&running).await;
@@ -202,7 +203,7 @@ async fn retries_move_past_an_endpoint_that_refuses_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn circuit_breaker_turns_overload_into_over_limit_replies() {
-    let p = provider("p", Behavior { delay: Duration::from_millis(300), close_after: None }).await;
+    let p = provider("p", Behavior { delay: Duration::from_millis(300), ..Behavior::default() }).await;
     let yaml = single("", "    circuit_breakers: { max_requests: 2 }\n    endpoints: [{ address: \"{p}\" }]");
     let running = proxy(&yaml, &[&p]).await;
     let c = client(&running).await;

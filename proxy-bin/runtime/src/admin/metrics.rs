@@ -32,12 +32,26 @@ fn label(value: &str) -> String {
 type ListenerCounter = fn(&ListenerStats) -> &Counter;
 type ClusterCounter = fn(&ClusterStats) -> &Counter;
 
-const LISTENER_COUNTERS: [(&str, &str, ListenerCounter); 3] = [
+const LISTENER_COUNTERS: [(&str, &str, ListenerCounter); 7] = [
     ("metaproxy_downstream_cx_total", "Downstream connections accepted.", |s| &s.downstream_cx_total),
     ("metaproxy_downstream_rq_total", "Requests decoded from clients (two-way and one-way).", |s| {
         &s.downstream_rq_total
     }),
     ("metaproxy_downstream_malformed_total", "Malformed frames received from clients.", |s| &s.malformed),
+    ("metaproxy_downstream_cx_overflow", "Connections closed at once: the listener had max_connections open.", |s| {
+        &s.downstream_cx_overflow
+    }),
+    ("metaproxy_downstream_cx_idle_timeout", "Connections closed by idle_timeout.", |s| &s.downstream_cx_idle_timeout),
+    (
+        "metaproxy_downstream_cx_frame_timeout",
+        "Connections closed because a frame was not whole within frame_timeout.",
+        |s| &s.downstream_cx_frame_timeout,
+    ),
+    (
+        "metaproxy_downstream_cx_overload",
+        "Connections closed, their incomplete frame refused: read buffers over max_buffered_bytes.",
+        |s| &s.downstream_cx_overload,
+    ),
 ];
 
 const CLUSTER_COUNTERS: [(&str, &str, ClusterCounter); 11] = [

@@ -1,6 +1,7 @@
 //! The admin endpoint: `GET /metrics` (Prometheus text format, see [`metrics`]) and `GET /ready`
 //! (200 while serving, 503 once draining). A deliberately small HTTP/1.1 responder on its own
-//! task: one request per connection, no keep-alive.
+//! task: one request per connection, no keep-alive. It serves through the drain (so that a load
+//! balancer sees `/ready` turn 503) and stops only when the process is done.
 
 pub mod metrics;
 
@@ -16,6 +17,9 @@ use tokio::sync::watch;
 use crate::plan::Shared;
 use crate::RuntimeError;
 
+/// How long an accept loop waits after an accept error (out of descriptors, usually).
+pub(crate) const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// What the admin endpoint reports on.
 pub struct AdminState {
     /// Clusters and per-worker listener counters.
@@ -28,24 +32,35 @@ pub struct AdminState {
     pub draining: watch::Receiver<bool>,
 }
 
-/// Binds `address` and serves the endpoint until shutdown; returns the bound address.
+/// Binds `address` and serves the endpoint until `stop` turns true (after the drain); returns the
+/// bound address and the serving task, which ends (closing the socket) once stopped.
 pub async fn start(
     address: SocketAddr,
     state: AdminState,
-    shutdown: watch::Receiver<bool>,
-) -> Result<SocketAddr, RuntimeError> {
+    stop: watch::Receiver<bool>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), RuntimeError> {
     let socket = TcpListener::bind(address).await.map_err(|source| RuntimeError::Bind { address, source })?;
     let bound = socket.local_addr().map_err(|source| RuntimeError::Bind { address, source })?;
-    tokio::spawn(serve(socket, Arc::new(state), shutdown));
+    let task = tokio::spawn(serve(socket, Arc::new(state), stop));
     tracing::info!(address = %bound, "admin endpoint: /metrics, /ready");
-    Ok(bound)
+    Ok((bound, task))
 }
 
-async fn serve(socket: TcpListener, state: Arc<AdminState>, mut shutdown: watch::Receiver<bool>) {
+async fn serve(socket: TcpListener, state: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
     loop {
-        let (mut stream, _) = tokio::select! {
-            a = socket.accept() => match a { Ok(a) => a, Err(_) => continue },
-            _ = shutdown.wait_for(|d| *d) => return,
+        let accepted = tokio::select! {
+            a = socket.accept() => a,
+            _ = stop.wait_for(|d| *d) => return,
+        };
+        let mut stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of descriptors, usually: the pending connection stays pending, so retrying
+                // at once would spin. Back off, as the listeners do.
+                tracing::warn!(%error, "admin accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
         };
         let state = state.clone();
         tokio::spawn(async move {

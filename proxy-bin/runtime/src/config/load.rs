@@ -15,13 +15,19 @@ use serde_saphyr::Spanned;
 
 use super::model::{AccessLogConfig, Config};
 pub use crate::error::LoadError;
-use crate::plan::ListenerSpec;
+use crate::plan::{ListenerSpec, ListenerUsage};
 use crate::registry::Registry;
 use crate::upstream::{ClusterSpec, DnsSpec, EndpointSpec, Limits};
 
 /// The longest route timeout: the workers' timer wheels reach about two years ahead, and nobody
 /// waits a month for an RPC.
 const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+/// A listener's `idle_timeout` when it sets none: an hour, as Envoy's.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// A listener's `frame_timeout` when it sets none.
+const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+/// A listener's `max_buffered_bytes` when it sets none: 128 MiB.
+const DEFAULT_MAX_BUFFERED_BYTES: usize = 128 << 20;
 
 /// The largest `max_requests` a cluster may set: the workers' timer wheels hold at most 2^30
 /// entries (two per request with per-try timeouts).
@@ -311,6 +317,26 @@ fn listeners(
             }
         }
         drop(routes);
+        let optional = |d: Duration| (!d.is_zero()).then_some(d);
+        let idle_timeout =
+            optional(cx.duration(&v.idle_timeout, &format!("{at}.idle_timeout"), DEFAULT_IDLE_TIMEOUT)?);
+        let frame_timeout =
+            optional(cx.duration(&v.frame_timeout, &format!("{at}.frame_timeout"), DEFAULT_FRAME_TIMEOUT)?);
+        for (value, name) in [(&v.idle_timeout, "idle_timeout"), (&v.frame_timeout, "frame_timeout")] {
+            if let Some(d) = value {
+                if parse_duration(&d.value).is_ok_and(|t| t > MAX_TIMEOUT) {
+                    let most = humantime::format_duration(MAX_TIMEOUT);
+                    return Err(cx.err(d, format!("{at}.{name}"), format!("must be at most {most}")));
+                }
+            }
+        }
+        let at_least_one = |value: &Option<Spanned<usize>>, name: &str| match value {
+            Some(n) if n.value == 0 => Err(cx.err(n, format!("{at}.{name}"), "must be at least 1")),
+            other => Ok(other.as_ref().map(|n| n.value)),
+        };
+        let max_connections = at_least_one(&v.max_connections, "max_connections")?;
+        let max_buffered_bytes =
+            at_least_one(&v.max_buffered_bytes, "max_buffered_bytes")?.unwrap_or(DEFAULT_MAX_BUFFERED_BYTES);
         out.push(ListenerSpec {
             name: Arc::from(v.name.as_str()),
             address,
@@ -318,6 +344,11 @@ fn listeners(
             filters: FilterChain::new(filters),
             routes: specs,
             max_requests_per_connection: v.max_requests_per_connection.unwrap_or(1024).max(1),
+            idle_timeout,
+            frame_timeout,
+            max_connections,
+            max_buffered_bytes,
+            usage: ListenerUsage::default(),
         });
     }
     Ok(out)

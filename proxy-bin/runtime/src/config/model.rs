@@ -92,6 +92,22 @@ pub struct ListenerConfig {
     /// Most requests in flight on one downstream connection before it stops reading (default 1024).
     #[serde(default)]
     pub max_requests_per_connection: Option<usize>,
+    /// A connection with nothing in flight that sends nothing this long is closed (Envoy's
+    /// `idle_timeout`; default 1h, `0s` never).
+    #[serde(default)]
+    pub idle_timeout: Option<Spanned<String>>,
+    /// A frame not whole this long after its first byte arrived is refused and its connection
+    /// closed (default 30s, `0s` never): a client sending slowly holds no buffer for long.
+    #[serde(default)]
+    pub frame_timeout: Option<Spanned<String>>,
+    /// Most open connections, over every worker; past it new connections are closed at once
+    /// (default: no limit).
+    #[serde(default)]
+    pub max_connections: Option<Spanned<usize>>,
+    /// Most bytes the listener's connections may hold in read buffers, over every worker; past it
+    /// the connections holding large incomplete frames have them refused (default 128 MiB).
+    #[serde(default)]
+    pub max_buffered_bytes: Option<Spanned<usize>>,
 }
 
 /// `listeners[].filters[]`.

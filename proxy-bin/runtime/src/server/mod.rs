@@ -27,9 +27,12 @@ pub struct Running {
     addresses: Vec<(Arc<str>, SocketAddr)>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
+    /// Stops the admin endpoint, which serves through the drain.
+    admin_stop: watch::Sender<bool>,
     workers: Vec<workers::WorkerThread>,
     process_open: Arc<AtomicUsize>,
     admin: Option<SocketAddr>,
+    admin_task: Option<tokio::task::JoinHandle<()>>,
     access_log: Option<AccessLogWriter>,
     access_log_stats: Arc<AccessLogStats>,
 }
@@ -76,6 +79,10 @@ impl Running {
         if let Some(writer) = self.access_log.take() {
             let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
         }
+        let _ = self.admin_stop.send(true);
+        if let Some(task) = self.admin_task.take() {
+            let _ = task.await;
+        }
     }
 }
 
@@ -83,6 +90,7 @@ impl Drop for Running {
     fn drop(&mut self) {
         // Dropped without `shutdown`: stop the workers anyway (their threads end on their own).
         let _ = self.shutdown.send(true);
+        let _ = self.admin_stop.send(true);
     }
 }
 
@@ -148,8 +156,9 @@ pub async fn start(config: ProxyConfig) -> Result<Running, RuntimeError> {
         let _ = shutdown.send(true);
         return Err(e);
     }
-    let admin = match config.admin {
-        None => None,
+    let (admin_stop, admin_stop_rx) = watch::channel(false);
+    let (admin, admin_task) = match config.admin {
+        None => (None, None),
         Some(address) => {
             let state = AdminState {
                 shared: shared.clone(),
@@ -157,16 +166,19 @@ pub async fn start(config: ProxyConfig) -> Result<Running, RuntimeError> {
                 access_log: access_log_stats.clone(),
                 draining: shutdown_rx.clone(),
             };
-            Some(admin::start(address, state, shutdown_rx.clone()).await?)
+            let (bound, task) = admin::start(address, state, admin_stop_rx).await?;
+            (Some(bound), Some(task))
         }
     };
     Ok(Running {
         addresses,
         shared,
         shutdown,
+        admin_stop,
         workers: threads,
         process_open,
         admin,
+        admin_task,
         access_log: Some(writer),
         access_log_stats,
     })

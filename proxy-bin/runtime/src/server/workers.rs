@@ -7,16 +7,20 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
+use metaprotocol_core::{LocalReply, ReplyKind};
 use metaproxy_access_log::WorkerLog;
 use tokio::sync::oneshot;
 
 use crate::plan::{Connections, ListenerRun, Shared, WorkerScope};
 use crate::RuntimeError;
 
-/// A worker thread's stack: 8 MiB, as a main thread has (pages are only taken when touched), so
-/// that decoding a value nested as deep as a codec allows (Dubbo: 512 levels, read recursively)
-/// fits even in a debug build.
+/// A worker thread's stack: 8 MiB, as a main thread has (pages are only taken when touched). The
+/// built-in codecs walk nesting with heap stacks; the margin is for plugin codecs that recurse.
 const WORKER_STACK: usize = 8 << 20;
+
+/// After the drain timeout, how long connections get to write the error replies of what was
+/// still in flight.
+const FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A running worker thread.
 pub(crate) struct WorkerThread {
@@ -75,6 +79,7 @@ async fn run(args: WorkerArgs) {
         access_log: Rc::new(RefCell::new(log)),
         engines: RefCell::default(),
         connections: Rc::new(Connections::new(process_open)),
+        inflight: RefCell::default(),
     };
     for run in runs {
         let protocol = run.spec.protocol.clone();
@@ -98,7 +103,23 @@ async fn run(args: WorkerArgs) {
     let _ = shutdown.wait_for(|draining| *draining).await;
     scope.connections.drain();
     if tokio::time::timeout(shared.drain_timeout, scope.connections.all_closed()).await.is_err() {
-        tracing::warn!(worker = id, open = scope.connections.len(), "drain timeout: closing remaining connections");
+        // Nothing accepted goes unanswered: what is still in flight gets an error reply, which
+        // the connections then write before they close.
+        let reply = LocalReply::new(ReplyKind::UpstreamReset, "the proxy shut down before the upstream answered");
+        let answered: usize = scope.inflight.borrow().iter().map(|e| e.answer_all(&reply)).sum();
+        tracing::warn!(
+            worker = id,
+            open = scope.connections.len(),
+            answered,
+            "drain timeout: answering what is in flight, then closing"
+        );
+        if tokio::time::timeout(FLUSH_GRACE, scope.connections.all_closed()).await.is_err() {
+            tracing::warn!(
+                worker = id,
+                open = scope.connections.len(),
+                "closing connections that did not take their answers"
+            );
+        }
     }
     scope.access_log.borrow_mut().flush();
 }

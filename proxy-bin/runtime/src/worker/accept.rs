@@ -4,7 +4,7 @@
 //! connection reports its requests to.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use metaprotocol_core::{Codec, Message};
 use tokio::net::TcpListener;
@@ -29,8 +29,12 @@ impl<C: Codec> DownstreamEvents<C> for Bound<C> {
         &self.engine.codec
     }
 
-    fn max_requests_per_connection(&self) -> usize {
-        self.listener.spec.max_requests_per_connection
+    fn spec(&self) -> &crate::plan::ListenerSpec {
+        &self.listener.spec
+    }
+
+    fn now(&self) -> std::time::Instant {
+        self.engine.now()
     }
 
     fn stats(&self) -> &ListenerStats {
@@ -56,12 +60,21 @@ pub(crate) async fn accept<C: Codec>(bound: Rc<Bound<C>>, socket: TcpListener, m
         tokio::select! {
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let spec = &bound.listener.spec;
+                    let open = spec.usage.connections.fetch_add(1, Ordering::Relaxed) + 1;
+                    if spec.max_connections.is_some_and(|max| open > max) {
+                        // Over the listener's budget: closed at once, before anything is read.
+                        spec.usage.connections.fetch_sub(1, Ordering::Relaxed);
+                        bound.listener.stats.downstream_cx_overflow.inc();
+                        drop(stream);
+                        continue;
+                    }
                     tokio::task::spawn_local(downstream::serve(bound.clone(), stream, Some(peer)));
                 }
                 Err(error) => {
                     // Out of descriptors, usually: back off instead of spinning.
                     tracing::warn!(%error, listener = %bound.listener.spec.name, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(crate::admin::ACCEPT_BACKOFF).await;
                 }
             },
             _ = shutdown.wait_for(|draining| *draining) => break,

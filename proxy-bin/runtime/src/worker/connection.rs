@@ -80,11 +80,14 @@ pub(crate) struct UpShared<C: Codec> {
     pub inner: RefCell<UpInner<C>>,
     /// The endpoint.
     pub address: SocketAddr,
+    /// The wire variant of every request this connection carries ([`Codec::wire_variant`]).
+    pub variant: u8,
 }
 
 impl<C: Codec> UpShared<C> {
-    /// A connection to `address` about to be opened, encoding with `codec`.
-    pub fn new(codec: C, address: SocketAddr) -> Rc<Self> {
+    /// A connection to `address` about to be opened, encoding with `codec`, for requests in wire
+    /// variant `variant`.
+    pub fn new(codec: C, address: SocketAddr, variant: u8) -> Rc<Self> {
         let ids = IdMap::new(codec.request_id_limit());
         Rc::new(UpShared {
             inner: RefCell::new(UpInner {
@@ -97,6 +100,7 @@ impl<C: Codec> UpShared<C> {
                 waker: None,
             }),
             address,
+            variant,
         })
     }
 

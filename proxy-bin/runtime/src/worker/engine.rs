@@ -112,6 +112,8 @@ pub(crate) struct Exchange<C: Codec> {
     pub attempts: u32,
     /// Tries allowed.
     pub max_tries: u32,
+    /// Whether the free retry after a reset of a shared connection was used.
+    pub reset_retried: bool,
     /// The try in flight.
     pub sent: Option<Sent<C>>,
     /// The whole request's deadline.
@@ -147,6 +149,7 @@ impl<C: Codec> Exchange<C> {
             ticket: None,
             attempts: 0,
             max_tries: 1,
+            reset_retried: false,
             sent: None,
             request_timer: None,
             try_timer: None,
@@ -267,6 +270,21 @@ impl<C: Codec> Engine<C> {
             // An empty queue: wait for the next insert, which wakes this task.
             Poll::Ready(None) | Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// An engine as the drain sees it (a separate type, so that the engine's `self: &Rc<Self>`
+/// methods can be called).
+pub(crate) struct DrainHandle<C: Codec>(pub Rc<Engine<C>>);
+
+impl<C: Codec> crate::plan::InFlight for DrainHandle<C> {
+    fn answer_all(&self, reply: &metaprotocol_core::LocalReply) -> usize {
+        self.0.tick();
+        let keys = self.0.state.borrow().inflight.keys();
+        for &key in &keys {
+            self.0.reply_by_key(key, reply.clone());
+        }
+        keys.len()
     }
 }
 

@@ -69,5 +69,6 @@ fn engine_for<C: Codec>(scope: &WorkerScope, codec: &C, protocol: &str, pool_key
     }
     let engine = Engine::new(codec.clone(), Arc::from(protocol), &scope.shared.clusters, scope.access_log.clone());
     engines.push((pool_key.to_string(), engine.clone() as Rc<dyn std::any::Any>));
+    scope.inflight.borrow_mut().push(Rc::new(engine::DrainHandle(engine.clone())));
     engine
 }

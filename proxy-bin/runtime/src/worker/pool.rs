@@ -30,17 +30,18 @@ impl<C: Codec> EndpointPool<C> {
         EndpointPool { shared, conns: RefCell::new(Vec::new()), next: Cell::new(0), active: Cell::new(0) }
     }
 
-    /// The connection to use next: round robin over the usable ones; a new one when fewer than
-    /// `size` are live (retired ones do not count); none when all `size` are backed up.
-    pub fn choose(&self, size: usize) -> Choice<C> {
+    /// The connection to use next for a request in wire variant `variant`: round robin over the
+    /// usable ones that carry that variant; a new one when fewer than `size` such are live
+    /// (retired ones do not count); none when all `size` are backed up.
+    pub fn choose(&self, size: usize, variant: u8) -> Choice<C> {
         let conns = self.conns.borrow();
-        if conns.iter().filter(|c| c.live()).count() < size {
+        if conns.iter().filter(|c| c.variant == variant && c.live()).count() < size {
             return Choice::Open;
         }
         let n = conns.len();
         let start = self.next.get();
         self.next.set(start.wrapping_add(1));
-        match (0..n).filter_map(|k| conns.get((start + k) % n)).find(|c| c.usable()) {
+        match (0..n).filter_map(|k| conns.get((start + k) % n)).find(|c| c.variant == variant && c.usable()) {
             Some(conn) => Choice::Use(conn.clone()),
             None => Choice::Full,
         }
@@ -145,20 +146,21 @@ impl<C: Codec> ClusterPools<C> {
     }
 }
 
-/// Opens a new connection to `endpoint` of `cluster` and starts its task; `None` when the
-/// cluster's `max_connections` is reached. When the connection ends it leaves the pool, then
-/// `events` learns which requests were on it.
+/// Opens a new connection to `endpoint` of `cluster` for requests in wire variant `variant` and
+/// starts its task; `None` when the cluster's `max_connections` is reached. When the connection
+/// ends it leaves the pool, then `events` learns which requests were on it.
 pub(crate) fn open<C: Codec, E: UpstreamEvents<C> + 'static>(
     events: &Rc<E>,
     codec: &C,
     cluster: &Rc<ClusterPools<C>>,
     endpoint: &Rc<EndpointPool<C>>,
+    variant: u8,
 ) -> Option<Rc<UpShared<C>>> {
     let Some(ticket) = ConnectionTicket::acquire(&cluster.shared) else {
         cluster.stats.upstream_cx_overflow.inc();
         return None;
     };
-    let conn = UpShared::new(codec.clone(), endpoint.shared.address);
+    let conn = UpShared::new(codec.clone(), endpoint.shared.address, variant);
     endpoint.add(conn.clone());
     let ctx = ConnectionCtx {
         cluster: cluster.shared.clone(),

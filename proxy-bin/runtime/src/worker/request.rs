@@ -177,7 +177,8 @@ impl<C: Codec> Engine<C> {
         let Some(ex) = inflight.get_mut(key) else { return Ok(()) };
         ex.attempts += 1;
         let cluster = ex.cluster.clone().ok_or(UpstreamError::PerTryTimeout)?;
-        let (endpoint, conn) = self.connection_for(&cluster, &ex.ctx, ex.hash)?;
+        let variant = upstream_variant(&self.codec, ex);
+        let (endpoint, conn) = self.connection_for(&cluster, &ex.ctx, ex.hash, variant)?;
         ex.upstream = Some(conn.address);
         let mut inner = conn.inner.borrow_mut();
         let pending_unit = inner.state == ConnState::Connecting;
@@ -219,6 +220,7 @@ impl<C: Codec> Engine<C> {
         cluster: &Rc<ClusterPools<C>>,
         ctx: &RequestContext,
         hash: Option<u64>,
+        variant: u8,
     ) -> Result<Target<C>, UpstreamError> {
         let view = cluster.view();
         let no_endpoint = || UpstreamError::NoEndpoint { cluster: cluster.shared.spec.name.clone() };
@@ -237,12 +239,14 @@ impl<C: Codec> Engine<C> {
         let picked = lb::pick(&view.set, input, &mut round_robin, |i| view.pools.get(i).map_or(0, |p| p.active.get()));
         cluster.round_robin.set(round_robin);
         let endpoint = picked.and_then(|i| view.pools.get(i)).cloned().ok_or_else(no_endpoint)?;
-        let conn = match endpoint.choose(cluster.shared.spec.connections_per_endpoint) {
+        let conn = match endpoint.choose(cluster.shared.spec.connections_per_endpoint, variant) {
             Choice::Use(conn) => conn,
-            Choice::Open => pool::open(self, &self.codec, cluster, &endpoint).ok_or(UpstreamError::Overflow {
-                cluster: cluster.shared.spec.name.clone(),
-                resource: Resource::Connections,
-            })?,
+            Choice::Open => {
+                pool::open(self, &self.codec, cluster, &endpoint, variant).ok_or(UpstreamError::Overflow {
+                    cluster: cluster.shared.spec.name.clone(),
+                    resource: Resource::Connections,
+                })?
+            }
             Choice::Full => return Err(UpstreamError::Backlog { address: endpoint.shared.address }),
         };
         Ok((endpoint, conn))
@@ -294,7 +298,8 @@ impl<C: Codec> Engine<C> {
             let Some(ex) = state.inflight.get_mut(key) else { return };
             ex.attempts = 1;
             let Some(cluster) = ex.cluster.clone() else { return };
-            self.connection_for(&cluster, &ex.ctx, ex.hash).and_then(|(_, conn)| {
+            let variant = upstream_variant(&self.codec, ex);
+            self.connection_for(&cluster, &ex.ctx, ex.hash, variant).and_then(|(_, conn)| {
                 ex.upstream = Some(conn.address);
                 let mut inner = conn.inner.borrow_mut();
                 let UpInner { encoder, out, .. } = &mut *inner;
@@ -407,5 +412,18 @@ fn encode_into<C: Codec>(
             ids.remove(id);
             Err(UpstreamError::Encode { source })
         }
+    }
+}
+
+/// Which upstream connections may carry `ex`: those of its wire variant (low 3 bits). A request
+/// resent because the connection it shared was reset goes on connections kept for such resends,
+/// grouped by client (high bits): if a request of one client is what makes the upstream close
+/// connections, its resend takes down only that client's resends, never fresh traffic or
+/// another client's.
+fn upstream_variant<C: Codec>(codec: &C, ex: &Exchange<C>) -> u8 {
+    let variant = codec.wire_variant(&ex.request) & 0x07;
+    match &ex.sink {
+        Sink::Client(down) if ex.reset_retried => 0x80 | ((down.id % 16) as u8) << 3 | variant,
+        _ => variant,
     }
 }

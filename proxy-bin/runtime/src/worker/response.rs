@@ -215,7 +215,14 @@ impl<C: Codec> Engine<C> {
     }
 
     /// An upstream connection ended (or never opened) with `stranded` requests on it.
+    ///
+    /// When an open connection resets, most of its requests were merely sharing it with the one
+    /// that made the upstream close it (a frame it could not read, say). Each gets one more try
+    /// on another connection, whatever the route's retry policy, once: it was sent and not
+    /// answered, and the client must not pay for another client's request. (One-way requests are
+    /// not in flight, so never resent.)
     fn connection_lost(self: &Rc<Self>, conn: &Rc<UpShared<C>>, stranded: Vec<u32>, error: &UpstreamError) {
+        let reset = matches!(error, UpstreamError::Reset { .. });
         for key in stranded {
             let key = key as usize;
             let on_conn = {
@@ -224,15 +231,37 @@ impl<C: Codec> Engine<C> {
                     Some(ex) if ex.sent.as_ref().is_some_and(|s| Rc::ptr_eq(&s.conn, conn)) => {
                         // The id went with the connection.
                         ex.sent = None;
-                        true
+                        let shared_retry = reset && !ex.reset_retried && matches!(ex.sink, Sink::Client(_));
+                        if shared_retry {
+                            ex.reset_retried = true;
+                            ex.max_tries += 1;
+                            if let Some(c) = &ex.cluster {
+                                c.stats.upstream_rq_retry.inc();
+                            }
+                        }
+                        Some(shared_retry)
                     }
-                    _ => false,
+                    _ => None,
                 }
             };
-            if on_conn {
-                self.fail_try(key, error.clone());
+            match on_conn {
+                Some(true) => self.resend(key),
+                Some(false) => self.fail_try(key, error.clone()),
+                None => {}
             }
         }
+    }
+
+    /// Sends request `key` again (its previous try is over: no id, no live timer of its own).
+    fn resend(self: &Rc<Self>, key: usize) {
+        {
+            let mut state = self.state.borrow_mut();
+            let EngineState { inflight, timers, .. } = &mut *state;
+            if let Some(t) = inflight.get_mut(key).and_then(|ex| ex.try_timer.take()) {
+                let _ = timers.try_remove(&t);
+            }
+        }
+        self.send_try(key);
     }
 
     /// The end of every request: access log, `on_complete`, counters, and the client connection's

@@ -51,6 +51,11 @@ impl<T> Table<T> {
         Some(value)
     }
 
+    /// The keys in use.
+    pub fn keys(&self) -> Vec<usize> {
+        self.slots.iter().enumerate().filter(|(_, s)| s.is_some()).map(|(k, _)| k).collect()
+    }
+
     /// Drops the entry under `key` where it lies; returns whether there was one.
     pub fn discard(&mut self, key: usize) -> bool {
         match self.slots.get_mut(key) {

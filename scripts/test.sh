@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 command -v python3 >/dev/null || { echo "test.sh: python3 is required (apt-get install python3)"; exit 1; }
 codecs/dubbo/fixtures/peers/install.sh
 codecs/thrift/fixtures/install.sh
+codecs/framed/fixtures/install.sh
 python3 scripts/check-licenses.py
 cargo test --workspace --locked
 scripts/check-template-copy.sh

@@ -92,14 +92,14 @@ fn codec_options_apply_and_are_validated() {
 fn an_unknown_protocol_lists_the_registered_ones() {
     let out = metaproxy(&["inspect", "-p", "nope", capture().to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown codec `nope` (registered: dubbo, thrift)"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown codec `nope` (registered: dubbo, framed, thrift)"));
 }
 
 #[test]
 fn plugins_lists_codecs_and_filters() {
     let out = metaproxy(&["plugins"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("protocols: dubbo, thrift"), "{text}");
+    assert!(text.contains("protocols: dubbo, framed, thrift"), "{text}");
     assert!(text.contains("filters: deny, local_ratelimit"), "{text}");
 }
 

@@ -44,12 +44,13 @@ pub use worker::DEFAULT_TIMEOUT;
 
 use metaprotocol_core::ConfigError;
 
-/// A registry holding everything built into metaproxy: the built-in codecs (`dubbo`, `thrift`) and
+/// A registry holding everything built into metaproxy: the built-in codecs (`dubbo`, `thrift`, `framed`) and
 /// filters. Plugin binaries start from it and register their own codecs.
 pub fn default_registry() -> Result<Registry, ConfigError> {
     let mut registry = Registry::new();
     registry.register_codec(metaprotocol_dubbo::DubboCodecFactory)?;
     registry.register_codec(metaprotocol_thrift::ThriftCodecFactory)?;
+    registry.register_codec(metaprotocol_framed::FramedCodecFactory)?;
     for filter in metaprotocol_filters::builtin_filters() {
         registry.register_filter(filter)?;
     }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use metaprotocol_core::ConfigValue;
 
+use crate::inspect::InspectArgs;
 use crate::plan::Summary;
 use crate::registry::Registry;
 use crate::RuntimeError;
@@ -26,22 +27,31 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `inspect --help` ends with these.
+const INSPECT_EXAMPLES: &str = "Examples:
+  tcpdump -i lo -w capture.pcap 'tcp port 20880'            (record; Ctrl-C to stop)
+  metaproxy inspect capture.pcap                            (codec from the port, or guessed)
+  metaproxy inspect -p dubbo --format table capture.pcapng
+  metaproxy inspect -c proxy.yaml --format table capture.pcap   (routing dry run: nothing is sent)
+  metaproxy inspect -p dubbo requests.bin responses.bin     (raw bytes, one direction per file)";
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Decode captured byte streams (one direction of a TCP connection per file) and print one JSON
-    /// object per message.
-    Inspect {
-        /// The codec to decode with (a registered protocol name, such as `kv`).
-        #[arg(long, short = 'p')]
-        protocol: String,
-        /// Codec options as JSON, as they would appear under `codec:` in the configuration.
-        #[arg(long, value_name = "JSON")]
-        codec_options: Option<String>,
-        /// Capture files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    /// Decode captured RPC traffic (pcap, pcapng or raw bytes) and print every message, paired
+    /// with its response; with --config, where the proxy would route each request.
+    ///
+    /// pcap and pcapng files (tcpdump -w, dumpcap, tshark -w): every TCP connection is reassembled
+    /// in both directions (out-of-order segments, retransmissions, holes, a capture that starts
+    /// mid-stream: decoding resynchronises at the next frame and says so), every message is
+    /// decoded and printed with its capture time, connection and direction, and each response with
+    /// its request's exchange number and the latency. Other files are the raw bytes of one
+    /// direction of a stream.
+    ///
+    /// Output: one JSON object per message or event, then a summary (--format json, the default),
+    /// or one aligned line per request and response (--format table).
+    #[command(after_long_help = INSPECT_EXAMPLES)]
+    Inspect(InspectArgs),
     /// List the registered protocols and filters.
     Plugins,
     /// Run the proxy with a configuration file until SIGINT or SIGTERM, then drain.
@@ -121,32 +131,27 @@ pub fn main_with(registry: Registry) -> ExitCode {
     // that writes to stdout.
     match run(&registry, cli.command, &mut std::io::stdout()) {
         Ok(code) => code,
+        // The reader of our output went away (`metaproxy inspect … | head`): it has what it
+        // wanted, so stop quietly, as `cat` and `grep` do.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("metaproxy: {e}");
+            let _ = writeln!(std::io::stderr(), "metaproxy: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// True when writing a command's output failed because its reader closed the pipe (`EPIPE`):
+/// the command should stop quietly and succeed. (Rust ignores `SIGPIPE`, so the write fails
+/// instead of killing the process.)
+pub fn is_broken_pipe(error: &RuntimeError) -> bool {
+    matches!(error, RuntimeError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 /// Runs one command, writing its normal output to `out`.
 pub fn run(registry: &Registry, command: Command, out: &mut dyn Write) -> Result<ExitCode, RuntimeError> {
     match command {
-        Command::Inspect { protocol, codec_options, files } => {
-            let options: ConfigValue = match codec_options {
-                None => ConfigValue::Null,
-                Some(text) => serde_json::from_str(&text).map_err(RuntimeError::CodecOptions)?,
-            };
-            // Check the protocol and options once, before reading any file.
-            registry.configure_codec(&protocol, &options)?;
-            let mut failed = false;
-            for file in &files {
-                if let Err(e) = inspect_file(registry, &protocol, &options, file, out) {
-                    eprintln!("metaproxy: {e}");
-                    failed = true;
-                }
-            }
-            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-        }
+        Command::Inspect(args) => crate::inspect::run(registry, &args, out),
         Command::Check { config } => {
             let cfg = crate::config::load_file(&config, registry)?;
             writeln!(
@@ -204,8 +209,9 @@ pub fn run(registry: &Registry, command: Command, out: &mut dyn Write) -> Result
     }
 }
 
-/// Decodes every message in `path` with codec `protocol` (configured with `options`) and writes
-/// one JSON line per message to `out`.
+/// Decodes every message in `path` (a pcap or pcapng capture, or the raw bytes of one direction
+/// of a stream) with codec `protocol` (configured with `options`) and writes one JSON line per
+/// message to `out` (for a capture, events and a summary too).
 pub fn inspect_file(
     registry: &Registry,
     protocol: &str,
@@ -213,15 +219,6 @@ pub fn inspect_file(
     path: &Path,
     out: &mut dyn Write,
 ) -> Result<Summary, RuntimeError> {
-    let data = std::fs::read(path).map_err(|source| RuntimeError::Io { path: path.to_path_buf(), source })?;
-    let protocol = registry.configure_codec(protocol, options)?;
-    protocol.inspect(&path.display().to_string(), &data, out).map_err(|e| match e {
-        RuntimeError::Decode { offset, source, .. } => {
-            RuntimeError::Decode { path: path.to_path_buf(), offset, source }
-        }
-        RuntimeError::Truncated { offset, left, .. } => {
-            RuntimeError::Truncated { path: path.to_path_buf(), offset, left }
-        }
-        other => other,
-    })
+    let configured = registry.configure_codec(protocol, options)?;
+    crate::inspect::inspect_file(registry, protocol, &*configured, path, out)
 }

@@ -91,6 +91,60 @@ pub enum RuntimeError {
         /// Why.
         source: std::io::Error,
     },
+    /// A `--codec-options` file is neither YAML nor JSON.
+    #[error("--codec-options {path}: {source}")]
+    CodecOptionsFile {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error (boxed: it is large, and rare).
+        source: Box<serde_saphyr::Error>,
+    },
+    /// A `--codec-options` JSON file does not parse.
+    #[error("--codec-options {path}: {source}")]
+    CodecOptionsJson {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// A registered protocol did not hand its codec to the inspector.
+    #[error("protocol `{protocol}` cannot be inspected")]
+    InspectCodec {
+        /// The protocol.
+        protocol: String,
+    },
+    /// A pcap or pcapng file's header does not parse.
+    #[error("{path}: not a readable capture: {source}")]
+    CaptureHeader {
+        /// The capture file.
+        path: PathBuf,
+        /// What the pcap reader said.
+        source: pcap_file::PcapError,
+    },
+    /// A capture file is corrupt after some packets (those before were inspected).
+    #[error("{path}: {source}")]
+    Capture {
+        /// The capture file.
+        path: PathBuf,
+        /// Where and why reading stopped.
+        source: crate::inspect::ReadError,
+    },
+    /// No registered codec decodes a raw capture file.
+    #[error("{path}: no registered codec decodes this file (tried: {tried}); name one with --protocol")]
+    NoCodec {
+        /// The capture file.
+        path: PathBuf,
+        /// The codecs tried.
+        tried: String,
+    },
+    /// `--listener` names no listener of the configuration.
+    #[error("--listener: no listener `{name}` in the configuration (listeners: {known})")]
+    UnknownListener {
+        /// The name given.
+        name: String,
+        /// The configuration's listeners.
+        known: String,
+    },
 }
 
 /// A configuration error located in its file.

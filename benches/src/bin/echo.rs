@@ -28,6 +28,10 @@ struct Args {
     /// Threads (1: a current-thread event loop; more: a multi-threaded runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Answer each request this long after it arrived, such as `2ms` (a slow upstream; answers
+    /// still pipeline: a connection holds any number of requests in that time).
+    #[arg(long, default_value = "0ms")]
+    delay: String,
 }
 
 fn main() -> ExitCode {
@@ -40,6 +44,13 @@ fn main() -> ExitCode {
     let Ok(rt) = built else {
         eprintln!("echo-upstream: cannot start the runtime");
         return ExitCode::FAILURE;
+    };
+    let delay = match metaprotocol_core::route::config::parse_duration(&args.delay) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("echo-upstream: --delay: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     rt.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(args.listen).await {
@@ -59,7 +70,11 @@ fn main() -> ExitCode {
             match listener.accept().await {
                 Ok((sock, _)) => {
                     let response = response.clone();
-                    tokio::spawn(serve(sock, args.protocol, response));
+                    if delay.is_zero() {
+                        tokio::spawn(serve(sock, args.protocol, response));
+                    } else {
+                        tokio::spawn(serve_delayed(sock, args.protocol, response, delay));
+                    }
                 }
                 // Out of descriptors and the like: keep serving the connections there are.
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
@@ -86,4 +101,33 @@ async fn serve(mut sock: TcpStream, proto: Proto, response: Template) {
             out.clear();
         }
     }
+}
+
+/// [`serve`], answering each read's requests `delay` after they arrived: the reader hands each
+/// batch of answers with its due time to a writer, which writes them in order when due.
+async fn serve_delayed(sock: TcpStream, proto: Proto, response: Template, delay: std::time::Duration) {
+    let _ = sock.set_nodelay(true);
+    let (mut rd, mut wr) = sock.into_split();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((due, batch)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if wr.write_all(&batch).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut inbuf = RecvBuf::new(256 * 1024);
+    while inbuf.read_from(&mut rd).await.unwrap_or(0) > 0 {
+        let mut out = Vec::new();
+        while let Some((len, id, _)) = next_frame(proto, inbuf.pending()) {
+            inbuf.consume(len);
+            response.write(&mut out, id);
+        }
+        if !out.is_empty() && tx.send((tokio::time::Instant::now() + delay, out)).is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
 }

@@ -92,6 +92,9 @@ pub(crate) struct DownInner<C: Codec> {
     pub inflight: usize,
     /// Whether (and why) the connection stops reading.
     pub closing: Closing,
+    /// Parked: a request of this connection was refused because a cluster was at its limit, so
+    /// it reads no more until the engine hands it capacity back ([`DownShared::unpark`]).
+    pub parked: bool,
     waker: Option<Waker>,
 }
 
@@ -125,6 +128,20 @@ impl<C: Codec> DownShared<C> {
     pub fn finish_one(&self) {
         let mut inner = self.inner.borrow_mut();
         inner.inflight = inner.inflight.saturating_sub(1);
+        if let Some(w) = &inner.waker {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Stops reading until [`unpark`](DownShared::unpark)ed; returns false when it already was.
+    pub fn park(&self) -> bool {
+        !std::mem::replace(&mut self.inner.borrow_mut().parked, true)
+    }
+
+    /// Reads again (capacity came back): wakes the connection.
+    pub fn unpark(&self) {
+        let mut inner = self.inner.borrow_mut();
+        inner.parked = false;
         if let Some(w) = &inner.waker {
             w.wake_by_ref();
         }
@@ -170,6 +187,7 @@ pub(crate) async fn serve<C: Codec, E: DownstreamEvents<C>>(
             out: WireBuf::new(),
             inflight: 0,
             closing: Closing::No,
+            parked: false,
             waker: None,
         }),
         peer,
@@ -232,6 +250,7 @@ impl<C: Codec, E: DownstreamEvents<C>> Conn<C, E> {
     fn can_decode(&self) -> bool {
         let inner = self.shared.inner.borrow();
         inner.closing == Closing::No
+            && !inner.parked
             && inner.inflight < self.events.spec().max_requests_per_connection
             && inner.out.len() < MAX_BUFFERED
     }

@@ -29,6 +29,10 @@ use crate::upstream::{Resource, SharedCluster};
 /// bounds how long a filter may keep a request parked.
 pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// How often a worker with parked connections lets one read again even if none of its own
+/// requests ended.
+pub(crate) const PARK_TICK: Duration = Duration::from_millis(5);
+
 /// How a request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -207,6 +211,12 @@ pub(crate) struct Engine<C: Codec> {
     pub state: RefCell<EngineState<C>>,
     /// The worker's access log.
     pub access_log: Rc<RefCell<WorkerLog>>,
+    /// Client connections parked because a request of theirs was refused at a cluster's limit,
+    /// in the order they were parked: each request that ends hands its capacity to the first.
+    pub parked: RefCell<std::collections::VecDeque<Rc<DownShared<C>>>>,
+    /// Whether a fallback unpark is scheduled (capacity can come back from another worker, whose
+    /// requests end without telling this one).
+    park_tick: Cell<bool>,
     /// The time, read once per batch of work rather than once per request.
     clock: Cell<Instant>,
     /// The wall clock at one moment of `clock`, read again once a second: the access log's start
@@ -228,6 +238,8 @@ impl<C: Codec> Engine<C> {
             clusters: clusters.iter().map(|c| Rc::new(ClusterPools::new(c.clone()))).collect(),
             state: RefCell::new(EngineState { inflight: Table::default(), timers: DelayQueue::new(), next_seq: 0 }),
             access_log,
+            parked: RefCell::default(),
+            park_tick: Cell::new(false),
             clock: Cell::new(Instant::now()),
             wall: Cell::new((Instant::now(), SystemTime::now())),
         });
@@ -256,6 +268,43 @@ impl<C: Codec> Engine<C> {
     /// The time of the current batch of work.
     pub fn now(&self) -> Instant {
         self.clock.get()
+    }
+
+    /// Parks `down` (its request was refused at a cluster's limit): it reads no more until a
+    /// request of this worker ends, or [`PARK_TICK`] passes, so that an overloaded worker spends
+    /// its time on the requests it admitted rather than on refusing floods, and clients wait
+    /// their turn in order instead of timing out behind the flood.
+    pub fn park(self: &Rc<Self>, down: &Rc<DownShared<C>>) {
+        if !down.park() {
+            return;
+        }
+        self.parked.borrow_mut().push_back(down.clone());
+        if !self.park_tick.replace(true) {
+            let engine = self.clone();
+            tokio::task::spawn_local(async move {
+                loop {
+                    tokio::time::sleep(PARK_TICK).await;
+                    // Capacity that came back elsewhere (another worker): one connection per tick
+                    // tries again.
+                    if !engine.unpark_one() {
+                        break;
+                    }
+                }
+                engine.park_tick.set(false);
+            });
+        }
+    }
+
+    /// Hands capacity to the connection parked first; false when none is.
+    pub fn unpark_one(&self) -> bool {
+        let next = self.parked.borrow_mut().pop_front();
+        match next {
+            Some(down) => {
+                down.unpark();
+                true
+            }
+            None => false,
+        }
     }
 
     /// The pools of cluster `name`.

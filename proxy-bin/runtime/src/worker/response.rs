@@ -156,6 +156,11 @@ impl<C: Codec> Engine<C> {
         }
         if let Sink::Client(down) = &ex.sink {
             ex.listener.stats.local_reply(reply.kind);
+            if reply.kind == ReplyKind::OverLimit && ex.ctx.route.is_some() {
+                // Refused by a cluster's limits (after routing; a filter's refusal comes before):
+                // the connection waits for capacity instead of sending more to be refused.
+                self.park(down);
+            }
             if ex.request.metadata.message_type.expects_response() {
                 let request = &ex.request;
                 down.deliver(|encoder, out| match encoder.local_reply(request, &reply) {
@@ -312,5 +317,10 @@ impl<C: Codec> Engine<C> {
         }
         listener.spec.filters.on_complete(&ex.ctx);
         down.finish_one();
+        if ex.ticket.is_some() {
+            // Its cluster capacity is released with the exchange: the first parked connection
+            // gets the turn.
+            self.unpark_one();
+        }
     }
 }

@@ -97,3 +97,72 @@ async fn sigterm_drains_in_flight_requests() {
     // New connections are refused once draining has begun.
     assert!(std::net::TcpStream::connect(addr).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_during_the_drain_exits_at_once_and_logs_are_plain_text() {
+    use std::io::BufRead;
+    let p = provider::spawn(
+        ([127, 0, 0, 1], 0).into(),
+        "stuck",
+        Behavior { delay: Duration::from_secs(30), ..Behavior::default() },
+    )
+    .await
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = write_config(
+        "second-signal.yaml",
+        &format!(
+            "drain_timeout: 60s\nworkers: 1\nlisteners:\n  - name: in\n    address: 127.0.0.1:{port}\n    protocol: dubbo\n    routes:\n      - name: all\n        route: {{ cluster: c }}\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+            p.address
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metaproxy"))
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Log lines as they come, on a thread of their own.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let line =
+                lines.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("no `{needle}` in {seen:?}"));
+            let found = line.contains(needle);
+            seen.push(line);
+            if found {
+                return seen;
+            }
+        }
+    };
+    let mut log = wait_for("listening");
+    let client = Client::connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let call = tokio::spawn(async move { client.call("S", "m", "x", &[]).await });
+    let started = Instant::now();
+    while p.stats.total() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the request never reached the provider");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let term = || assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    term();
+    log.extend(wait_for("shutting down"));
+    // The drain would wait 30 s for the stuck request; a second signal ends it now.
+    let second = Instant::now();
+    term();
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(second.elapsed() < Duration::from_secs(5), "took {:?} to exit", second.elapsed());
+    assert!(!status.success(), "an interrupted drain is not a clean exit: {status}");
+    let _ = call.await;
+    log.extend(lines.try_iter());
+    // stderr is a pipe, not a terminal: no colour codes.
+    assert!(log.iter().all(|l| !l.contains('\x1b')), "{log:?}");
+}

@@ -166,3 +166,54 @@ async fn a_second_sigterm_during_the_drain_exits_at_once_and_logs_are_plain_text
     // stderr is a pipe, not a terminal: no colour codes.
     assert!(log.iter().all(|l| !l.contains('\x1b')), "{log:?}");
 }
+
+/// CPU time (user + system) the process `pid` has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which ends with ')'): utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn accept_loops_back_off_at_the_descriptor_limit_instead_of_spinning() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = write_config(
+        "fd-limit.yaml",
+        &format!(
+            "workers: 1\nadmin: {{ address: 127.0.0.1:{admin} }}\nlisteners:\n  - name: in\n    address: 127.0.0.1:{port}\n    protocol: dubbo\n    routes:\n      - name: all\n        route: {{ cluster: c }}\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"127.0.0.1:9\" }}] }}\naccess_log: {{ enabled: false }}\n"
+        ),
+    );
+    // At most 64 descriptors: a few dozen connections exhaust them.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n 64 && exec {} run -c {}", env!("CARGO_BIN_EXE_metaproxy"), cfg.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "metaproxy did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Fill the descriptor table, then leave connections pending on both the listener and the
+    // admin endpoint: accept fails with EMFILE for as long as they wait.
+    let held: Vec<_> = (0..100).filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok()).collect();
+    let pending_admin: Vec<_> =
+        (0..3).filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", admin)).ok()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_ticks(child.id());
+    let window = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(child.id()) - before;
+    let elapsed = window.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    drop((held, pending_admin));
+    // A spinning accept loop burns a whole core: about 100 ticks a second.
+    let ticks_per_second = used as f64 / elapsed.as_secs_f64();
+    assert!(ticks_per_second < 20.0, "{used} ticks of CPU in {elapsed:?} with accepts failing");
+}

@@ -148,23 +148,25 @@ impl Active {
     /// Sends the buffer to the writer and continues with a spare one, or, when the writer's queue
     /// is full (or the writer is gone), counts the buffer's lines as dropped and reuses it.
     fn hand_off(&mut self) {
+        // The spare is taken before the batch goes: the writer may hand this very buffer back at
+        // once, and it is then the spare of the next hand-off (taken after, it would come back as
+        // the buffer just sent, and the one spare would wait unused).
+        let capacity = WorkerLog::capacity_for(self.buffer_size);
+        let next = self.spares.try_recv().unwrap_or_else(|_| Vec::with_capacity(capacity));
         let batch = Batch {
-            buf: std::mem::take(&mut self.buf),
+            buf: std::mem::replace(&mut self.buf, next),
             lines: std::mem::take(&mut self.lines),
             home: self.home.clone(),
             stats: Arc::clone(&self.stats),
         };
-        match self.tx.try_send(Msg::Batch(batch)) {
-            Ok(()) => {
-                let capacity = WorkerLog::capacity_for(self.buffer_size);
-                self.buf = self.spares.try_recv().unwrap_or_else(|_| Vec::with_capacity(capacity));
-            }
-            Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) => {
-                if let Msg::Batch(mut batch) = msg {
-                    self.stats.add_dropped(std::mem::take(&mut batch.lines));
-                    self.buf = std::mem::take(&mut batch.buf);
-                    self.buf.clear();
-                }
+        if let Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) = self.tx.try_send(Msg::Batch(batch)) {
+            if let Msg::Batch(mut batch) = msg {
+                self.stats.add_dropped(std::mem::take(&mut batch.lines));
+                let mut kept = std::mem::take(&mut batch.buf);
+                kept.clear();
+                // Keep the buffer that was full; the spare goes back.
+                let spare = std::mem::replace(&mut self.buf, kept);
+                let _ = self.home.try_send(spare);
             }
         }
     }
@@ -258,7 +260,7 @@ mod tests {
     fn recycle(log: &WorkerLog) {
         let active = log.active.as_ref().unwrap();
         // Bounded: a buffer the writer failed to return fails the test instead of hanging it.
-        let buf = active.spares.recv_timeout(Duration::from_secs(30)).expect("the writer returned the buffer");
+        let buf = active.spares.recv_timeout(Duration::from_secs(10)).expect("the writer returned the buffer");
         active.home.try_send(buf).unwrap();
     }
 

@@ -245,4 +245,14 @@ pub trait Codec: Clone + Send + Sync + 'static {
     fn goaway(&self) -> Option<Message<Self::Layout>> {
         None
     }
+
+    /// The request an active health check sends to an upstream: the protocol's own heartbeat, a
+    /// two-way [`Ping`](crate::MessageType::Ping) whose answer is a
+    /// [`Pong`](crate::MessageType::Pong) with the same request id (Dubbo's heartbeat event). The
+    /// checker gives it a request id with [`rewrite_request_id`](Codec::rewrite_request_id) and
+    /// encodes it with an empty mutation. Default: none, and health checks of clusters served by
+    /// this codec only open a TCP connection.
+    fn health_check_request(&self) -> Option<Message<Self::Layout>> {
+        None
+    }
 }

@@ -177,4 +177,10 @@ impl Codec for DubboCodec {
     fn goaway(&self) -> Option<Message<DubboLayout>> {
         reply::readonly_event().ok()
     }
+
+    /// Dubbo's heartbeat: a two-way event request with a null body, which a provider answers
+    /// with an event response (a pong) carrying the same id.
+    fn health_check_request(&self) -> Option<Message<DubboLayout>> {
+        reply::ping().ok()
+    }
 }

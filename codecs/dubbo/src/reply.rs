@@ -34,7 +34,8 @@ use metaprotocol_core::{
 
 use crate::body;
 use crate::header::{
-    self, small_number, status, Header, FLAG_EVENT, FLAG_REQUEST, HEADER_LEN, HESSIAN2, LEN_OFFSET, MAX_FRAME_SIZE,
+    self, small_number, status, Header, FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, HEADER_LEN, HESSIAN2, LEN_OFFSET,
+    MAX_FRAME_SIZE,
 };
 use crate::hessian::{self, Reader, StrValue};
 use crate::layout::{offset, Body, DubboLayout, Span};
@@ -145,6 +146,19 @@ pub fn pong(ping: &Message<DubboLayout>) -> Result<Message<DubboLayout>, CodecEr
         request_id: ping.metadata.request_id,
         body_len: 1,
     };
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + 1);
+    header::put(&mut buf, h.flags, h.status, h.request_id, 1);
+    hessian::write_null(&mut buf);
+    let (metadata, layout) = body::event(&h)?;
+    Ok(Message::new(metadata, buf.freeze(), layout))
+}
+
+/// A heartbeat request (a ping): a two-way event request with a null Hessian 2 body and request
+/// id 0, as Dubbo's own `HeartbeatHandler` sends; a provider answers it with an event response
+/// with the same id (see [`pong`]). Health checks send it.
+pub fn ping() -> Result<Message<DubboLayout>, CodecError> {
+    let h =
+        Header { flags: FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | HESSIAN2, status: 0, request_id: 0, body_len: 1 };
     let mut buf = BytesMut::with_capacity(HEADER_LEN + 1);
     header::put(&mut buf, h.flags, h.status, h.request_id, 1);
     hessian::write_null(&mut buf);

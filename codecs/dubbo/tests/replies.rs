@@ -143,3 +143,19 @@ fn pongs_answer_in_the_pings_serialization() {
     assert_eq!(&pong.frame()[..4], &[0xda, 0xbb, 0x26, 20]);
     assert_built_as_decoded(&pong);
 }
+
+#[test]
+fn the_health_check_request_is_a_ping_the_codec_answers_with_a_pong_of_its_id() {
+    let codec = DubboCodec::default();
+    let mut ping = codec.health_check_request().unwrap();
+    assert_built_as_decoded(&ping);
+    assert_eq!(ping.metadata.message_type, MessageType::Ping);
+    assert!(ping.layout().is_event() && ping.layout().is_two_way_request());
+    // The checker gives it an id of its own; the bytes carry it, and the pong answers with it.
+    codec.rewrite_request_id(&mut ping, 77).unwrap();
+    let sent = decode(&encode(&ping));
+    assert_eq!((sent.metadata.message_type, sent.metadata.request_id), (MessageType::Ping, 77));
+    let pong = codec.heartbeat_reply(&sent).unwrap();
+    let answered = decode(&encode(&pong));
+    assert_eq!((answered.metadata.message_type, answered.metadata.request_id), (MessageType::Pong, 77));
+}

@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use metaprotocol_core::{Codec, MessageType, Mutation, WireBuf};
+use metaprotocol_core::{Codec, LocalReply, MessageType, Mutation, ReplyKind, WireBuf};
 use metaprotocol_dubbo::{build, DubboCodec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// What a provider has served.
 #[derive(Debug, Default)]
@@ -43,6 +43,9 @@ pub struct Behavior {
     /// Close the connection, with everything on it unanswered, when a request for this method
     /// arrives: a request the provider cannot take, which fails whatever shares its connection.
     pub close_on_method: Option<String>,
+    /// Answer every request with a Dubbo server error (status 80) instead of a value, as a
+    /// provider whose service is broken does; heartbeats are still answered.
+    pub server_error: bool,
 }
 
 /// A running provider.
@@ -54,18 +57,52 @@ pub struct Provider {
     pub address: SocketAddr,
     /// What it served.
     pub stats: Arc<ProviderStats>,
+    /// Turns true to stop it; its accept loop reports back on `stopped`.
+    stop: Arc<watch::Sender<bool>>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Provider {
+    /// Stops the provider as a killed process would go: its listening socket closes (the port is
+    /// free to bind again once this returns) and every connection it has open is closed, with
+    /// what is on it unanswered.
+    pub async fn stop(&self) {
+        let _ = self.stop.send(true);
+        let mut stopped = self.stopped.clone();
+        let _ = stopped.wait_for(|s| *s).await;
+    }
 }
 
 /// Starts a provider named `name` on `bind` (port 0 for any).
 pub async fn spawn(bind: SocketAddr, name: &str, behavior: Behavior) -> std::io::Result<Provider> {
     let listener = TcpListener::bind(bind).await?;
-    let provider = Provider { name: name.to_string(), address: listener.local_addr()?, stats: Arc::default() };
+    let (stop, _) = watch::channel(false);
+    let (stopped_tx, stopped) = watch::channel(false);
+    let provider = Provider {
+        name: name.to_string(),
+        address: listener.local_addr()?,
+        stats: Arc::default(),
+        stop: Arc::new(stop),
+        stopped,
+    };
     let p = provider.clone();
+    let mut stop_rx = provider.stop.subscribe();
     tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                _ = stop_rx.wait_for(|s| *s) => break,
+            };
+            let Ok((stream, _)) = accepted else { break };
             p.stats.connections.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(serve(stream, p.clone(), behavior.clone()));
+            connections.spawn(serve(stream, p.clone(), behavior.clone()));
         }
+        drop(listener);
+        // Aborting a connection's task drops its socket: the peer sees the connection close.
+        connections.shutdown().await;
+        let _ = stopped_tx.send(true);
     });
     Ok(provider)
 }
@@ -122,6 +159,15 @@ async fn serve(stream: TcpStream, p: Provider, behavior: Behavior) {
                         last.clone_from(&attachments);
                     }
                     if md.message_type == MessageType::Oneway {
+                        continue;
+                    }
+                    if behavior.server_error {
+                        let reply = LocalReply::new(ReplyKind::InternalError, format!("{} is broken", p.name));
+                        if let Ok(error) = codec.local_reply(&msg, &reply) {
+                            let mut out = WireBuf::new();
+                            let _ = codec.encode(&error, &Mutation::new(), &mut out);
+                            let _ = tx.send(out.take_bytes());
+                        }
                         continue;
                     }
                     let mut reply: Vec<(&str, &str)> = vec![("served-by", &p.name)];

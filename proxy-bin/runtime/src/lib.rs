@@ -16,8 +16,9 @@
 //!   ([`plan::Protocol`]).
 //! * [`server`]: starts the workers (shared-nothing event loops, one thread each) and drains them.
 //! * [`upstream`]: clusters as workers share them: endpoint sets, load balancing, circuit
-//!   breakers, DNS discovery.
-//! * [`admin`]: `/metrics` and `/ready`; [`stats`]: the counters behind them.
+//!   breakers, DNS discovery, active health checking, outlier detection.
+//! * [`admin`]: the admin API (`/ready`, `/metrics`, `/config_dump`, `/clusters`,
+//!   `POST /healthcheck/fail|ok`); [`stats`]: the counters and histograms behind the metrics.
 //! * [`cli`]: the command line; [`inspect`]: the capture inspector.
 //!
 //! `docs/ARCHITECTURE.md` describes the worker model and a request's life through it.

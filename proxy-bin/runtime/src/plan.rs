@@ -15,13 +15,15 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use metaprotocol_core::route::RouteSpec;
 use metaprotocol_core::FilterChain;
 use metaproxy_access_log::WorkerLog;
 use tokio::sync::watch;
 
 use crate::stats::{ListenerStats, PerWorker};
-use crate::upstream::SharedCluster;
+use crate::upstream::health::HealthCheckError;
+use crate::upstream::{HealthCheckKind, SharedCluster};
 use crate::RuntimeError;
 
 /// A validated listener.
@@ -86,6 +88,19 @@ pub trait Protocol: Send + Sync + std::fmt::Debug {
     /// Decodes a capture (`data`, one direction of a TCP stream, named `name` in the output) and
     /// writes one JSON line per message to `out`.
     fn inspect(&self, name: &str, data: &[u8], out: &mut dyn Write) -> Result<Summary, RuntimeError>;
+
+    /// One active health check of the upstream at `address` with this protocol's codec: its
+    /// heartbeat for [`HealthCheckKind::Heartbeat`] when it has one, else a TCP connect (see
+    /// [`crate::upstream::health`]). Runs on the main runtime; the caller bounds it with the
+    /// check's timeout. Default: a TCP connect.
+    fn health_check(
+        &self,
+        address: SocketAddr,
+        kind: HealthCheckKind,
+    ) -> BoxFuture<'static, Result<(), HealthCheckError>> {
+        let _ = kind;
+        Box::pin(crate::upstream::health::check_tcp(address))
+    }
 }
 
 /// One listener to run in one worker.

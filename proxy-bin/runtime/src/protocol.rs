@@ -3,10 +3,14 @@
 //! (the workers, the inspector) is instantiated for that codec.
 
 use std::io::Write;
+use std::net::SocketAddr;
 
+use futures_util::future::BoxFuture;
 use metaprotocol_core::Codec;
 
 use crate::plan::{ListenerRun, Protocol, Summary, WorkerScope};
+use crate::upstream::health::{self, HealthCheckError};
+use crate::upstream::HealthCheckKind;
 use crate::RuntimeError;
 
 /// A configured codec `C`.
@@ -44,5 +48,14 @@ impl<C: Codec> Protocol for ProtocolImpl<C> {
 
     fn inspect(&self, name: &str, data: &[u8], out: &mut dyn Write) -> Result<Summary, RuntimeError> {
         crate::inspect::inspect_stream(self.codec.clone(), name, data, out)
+    }
+
+    fn health_check(
+        &self,
+        address: SocketAddr,
+        kind: HealthCheckKind,
+    ) -> BoxFuture<'static, Result<(), HealthCheckError>> {
+        let codec = self.codec.clone();
+        Box::pin(async move { health::check_with_codec(&codec, address, kind).await })
     }
 }

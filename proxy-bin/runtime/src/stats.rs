@@ -4,11 +4,15 @@
 //! that writes them: an increment is a plain load and store, not a locked read-modify-write, so
 //! counting costs nothing measurable and no cache line moves between cores. The admin endpoint
 //! sums the sets of every worker when it is scraped.
+//!
+//! Latencies go into [`Histogram`]s of the same kind: fixed buckets of single-writer counters per
+//! worker, merged bucket by bucket at scrape time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use metaprotocol_core::ReplyKind;
+use metaprotocol_core::{ReplyKind, ResponseStatus};
 
 /// A counter written by one thread and read by any.
 #[derive(Debug, Default)]
@@ -52,6 +56,88 @@ impl Gauge {
     }
 }
 
+/// Upper bounds of the latency histograms' buckets, in microseconds: Envoy's default bounds
+/// (0.5 ms to 1 h), the last bucket (`+Inf`) implied.
+pub const LATENCY_BOUNDS_US: [u64; 19] = [
+    500,
+    1_000,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    30_000_000,
+    60_000_000,
+    300_000_000,
+    600_000_000,
+    1_800_000_000,
+    3_600_000_000,
+];
+
+/// A latency histogram written by one thread and read by any: a count per bucket of
+/// [`LATENCY_BOUNDS_US`] (the last one past every bound) and the sum, each a single-writer
+/// counter. Recording is a binary search over 19 bounds and two load-and-store pairs.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [Counter; LATENCY_BOUNDS_US.len() + 1],
+    sum_us: Counter,
+}
+
+impl Histogram {
+    /// Records `elapsed`. Only the owning worker calls this.
+    pub fn record(&self, elapsed: Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let bucket = LATENCY_BOUNDS_US.partition_point(|bound| *bound < us);
+        if let Some(b) = self.buckets.get(bucket) {
+            b.inc();
+        }
+        self.sum_us.add(us);
+    }
+
+    /// Adds this histogram's current counts into `into`.
+    pub fn add_to(&self, into: &mut HistogramSnapshot) {
+        for (total, b) in into.buckets.iter_mut().zip(&self.buckets) {
+            *total += b.get();
+        }
+        into.sum_us += self.sum_us.get();
+    }
+}
+
+/// Histograms of several workers added up.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    /// Count per bucket (not cumulative), the last one past every bound.
+    pub buckets: [u64; LATENCY_BOUNDS_US.len() + 1],
+    /// Sum of the recorded values, in microseconds.
+    pub sum_us: u64,
+}
+
+impl HistogramSnapshot {
+    /// Values recorded: the sum of the buckets (so that it always equals the `+Inf` bucket).
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+/// The classes of answers a listener sends, by what the answer reports (Aeraki's
+/// `response_success`, `response_error`, `response_business_exception`).
+pub const RESPONSE_CLASSES: [&str; 3] = ["success", "error", "business_exception"];
+
+/// The index in [`RESPONSE_CLASSES`] of an answer with `status`.
+pub fn response_class(status: ResponseStatus) -> usize {
+    match status {
+        ResponseStatus::Ok => 0,
+        ResponseStatus::Error => 1,
+        ResponseStatus::BusinessException => 2,
+    }
+}
+
 /// What one worker's copy of a listener has done.
 #[derive(Debug, Default)]
 pub struct ListenerStats {
@@ -83,6 +169,12 @@ pub struct ListenerStats {
     /// Frames refused (and their connections closed) because the listener's read buffers were
     /// over `max_buffered_bytes` (`downstream_cx_overload`).
     pub downstream_cx_overload: Counter,
+    /// Answers sent to clients, upstream answers and local replies, by class (indexed like
+    /// [`RESPONSE_CLASSES`]; a local reply is an error).
+    pub responses_by_class: [Counter; RESPONSE_CLASSES.len()],
+    /// Time from a request's decode to its end (answer encoded for the client, one-way request
+    /// forwarded, local reply), Envoy's `downstream_rq_time`.
+    pub downstream_rq_time: Histogram,
 }
 
 impl ListenerStats {
@@ -123,6 +215,8 @@ pub struct ClusterStats {
     pub upstream_rq_mirrored: Counter,
     /// Mirrored copies not sent because a breaker was open.
     pub upstream_rq_mirror_overflow: Counter,
+    /// Time from a try's encode into the upstream connection to its answer (`upstream_rq_time`).
+    pub upstream_rq_time: Histogram,
 }
 
 /// The per-worker sets of one listener or cluster, registered as workers start.
@@ -150,5 +244,37 @@ impl<T: Default> PerWorker<T> {
     /// The sum over every worker of what `read` takes from a set.
     pub fn sum(&self, read: impl Fn(&T) -> u64) -> u64 {
         self.sets.lock().map(|sets| sets.iter().map(|s| read(s)).sum()).unwrap_or(0)
+    }
+
+    /// The histogram `read` takes from each worker's set, added up.
+    pub fn histogram(&self, read: impl Fn(&T) -> &Histogram) -> HistogramSnapshot {
+        let mut total = HistogramSnapshot::default();
+        if let Ok(sets) = self.sets.lock() {
+            for s in sets.iter() {
+                read(s).add_to(&mut total);
+            }
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_bucket_by_upper_bound_and_merge_over_workers() {
+        let workers: PerWorker<ClusterStats> = PerWorker::default();
+        let (a, b) = (workers.register(), workers.register());
+        a.upstream_rq_time.record(Duration::from_micros(500));
+        a.upstream_rq_time.record(Duration::from_micros(501));
+        b.upstream_rq_time.record(Duration::from_secs(2 * 3600));
+        b.upstream_rq_time.record(Duration::ZERO);
+        let h = workers.histogram(|s| &s.upstream_rq_time);
+        assert_eq!(h.count(), 4);
+        assert_eq!(h.buckets[0], 2, "a value equal to a bound is in its bucket");
+        assert_eq!(h.buckets[1], 1);
+        assert_eq!(h.buckets[LATENCY_BOUNDS_US.len()], 1, "past every bound");
+        assert_eq!(h.sum_us, 500 + 501 + 7_200_000_000);
     }
 }

@@ -92,7 +92,11 @@ fn assert_valid_exposition(text: &str) {
             continue;
         }
         let name = line.split(['{', ' ']).next().unwrap();
-        assert_eq!(current.as_deref(), Some(name), "sample `{line}` outside its family's block:\n{text}");
+        // A histogram's samples are its `_bucket`, `_sum` and `_count` series.
+        let in_family = |family: &str| {
+            name == family || ["_bucket", "_sum", "_count"].iter().any(|s| name.strip_suffix(s) == Some(family))
+        };
+        assert!(current.as_deref().is_some_and(in_family), "sample `{line}` outside its family's block:\n{text}");
     }
 }
 

@@ -1,18 +1,39 @@
-//! The admin endpoint: `GET /metrics` (Prometheus text format, see [`metrics`]) and `GET /ready`
-//! (200 while serving, 503 once draining). A deliberately small HTTP/1.1 responder on its own
-//! task: one request per connection, no keep-alive. It serves through the drain (so that a load
-//! balancer sees `/ready` turn 503) and stops only when the process is done.
+//! The admin API, on hyper (HTTP/1.1) with axum's router:
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /ready` | 200 while serving; 503 once draining, or after `POST /healthcheck/fail` |
+//! | `GET /metrics` | the Prometheus text exposition ([`metrics`]) |
+//! | `GET /config_dump` | the running configuration as JSON, with its version ([`dump`]) |
+//! | `GET /clusters` | every cluster's endpoints: labels, health, ejection, connections, requests in flight |
+//! | `POST /healthcheck/fail` | `/ready` answers 503 from now on (Envoy's way to take an instance out of a load balancer) |
+//! | `POST /healthcheck/ok` | `/ready` answers 200 again |
+//!
+//! What changes state answers only `POST` (405 otherwise). The API binds loopback unless
+//! `admin.address` says otherwise. It runs on its own task with an accept loop of its own, so that
+//! an accept error (out of descriptors) backs off instead of spinning; it serves through the drain
+//! (so that a load balancer sees `/ready` turn 503) and stops only when the process is done, its
+//! open connections closed with it.
 
+pub mod dump;
 pub mod metrics;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use metaproxy_access_log::AccessLogStats;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::plan::Shared;
 use crate::RuntimeError;
@@ -20,7 +41,10 @@ use crate::RuntimeError;
 /// How long an accept loop waits after an accept error (out of descriptors, usually).
 pub(crate) const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// What the admin endpoint reports on.
+/// How long an admin client may take to send a request's head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the admin API reports on and acts on.
 pub struct AdminState {
     /// Clusters and per-worker listener counters.
     pub shared: Arc<Shared>,
@@ -30,10 +54,30 @@ pub struct AdminState {
     pub access_log: Arc<AccessLogStats>,
     /// True once draining.
     pub draining: watch::Receiver<bool>,
+    /// The running configuration as `/config_dump` shows it (see [`dump::config_dump`]).
+    pub config: serde_json::Value,
+    /// The configuration's version (its hash), for `metaproxy_config_info`.
+    pub version: String,
+    /// Set by `POST /healthcheck/fail`, cleared by `POST /healthcheck/ok`.
+    pub failing: AtomicBool,
 }
 
-/// Binds `address` and serves the endpoint until `stop` turns true (after the drain); returns the
-/// bound address and the serving task, which ends (closing the socket) once stopped.
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState").field("version", &self.version).finish_non_exhaustive()
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+struct App {
+    state: Arc<AdminState>,
+    metrics: Arc<metrics::Exporter>,
+}
+
+/// Binds `address` and serves the API until `stop` turns true (after the drain); returns the
+/// bound address and the serving task, which ends (closing the socket and the API's open
+/// connections) once stopped.
 pub async fn start(
     address: SocketAddr,
     state: AdminState,
@@ -41,18 +85,38 @@ pub async fn start(
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), RuntimeError> {
     let socket = TcpListener::bind(address).await.map_err(|source| RuntimeError::Bind { address, source })?;
     let bound = socket.local_addr().map_err(|source| RuntimeError::Bind { address, source })?;
-    let task = tokio::spawn(serve(socket, Arc::new(state), stop));
-    tracing::info!(address = %bound, "admin endpoint: /metrics, /ready");
+    let state = Arc::new(state);
+    let app = App { metrics: Arc::new(metrics::Exporter::new(state.clone())), state };
+    let task = tokio::spawn(serve(socket, router(app), stop));
+    if !bound.ip().is_loopback() {
+        tracing::warn!(address = %bound, "the admin API is reachable from other hosts, POST /healthcheck/fail included");
+    }
+    tracing::info!(address = %bound, "admin API: /ready /metrics /config_dump /clusters, POST /healthcheck/fail|ok");
     Ok((bound, task))
 }
 
-async fn serve(socket: TcpListener, state: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
+fn router(app: App) -> Router {
+    Router::new()
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/config_dump", get(config_dump))
+        .route("/clusters", get(clusters))
+        .route("/healthcheck/fail", post(healthcheck_fail))
+        .route("/healthcheck/ok", post(healthcheck_ok))
+        .fallback(not_found)
+        .with_state(app)
+}
+
+/// The accept loop: one hyper HTTP/1.1 connection task per client, all aborted when stopped.
+async fn serve(socket: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
             a = socket.accept() => a,
-            _ = stop.wait_for(|d| *d) => return,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            _ = stop.wait_for(|d| *d) => break,
         };
-        let mut stream = match accepted {
+        let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(error) => {
                 // Out of descriptors, usually: the pending connection stays pending, so retrying
@@ -62,30 +126,67 @@ async fn serve(socket: TcpListener, state: Arc<AdminState>, mut stop: watch::Rec
                 continue;
             }
         };
-        let state = state.clone();
-        tokio::spawn(async move {
-            // Read the request head (at most 4 KiB); only its first line matters.
-            let mut buf = Vec::with_capacity(4096);
-            while buf.len() < 4096 && !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read_buf(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
+        let service = TowerToHyperService::new(app.clone());
+        connections.spawn(async move {
+            // One request per connection, as scrapers and probes use it: nothing stays open.
+            let served = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(error) = served {
+                tracing::debug!(%error, "admin connection ended with an error");
             }
-            let head = String::from_utf8_lossy(&buf);
-            let path = head.split_whitespace().nth(1).unwrap_or("/");
-            let (status, body) = match path {
-                "/metrics" => ("200 OK", metrics::render(&state)),
-                "/ready" if *state.draining.borrow() => ("503 Service Unavailable", "draining\n".to_string()),
-                "/ready" => ("200 OK", "ready\n".to_string()),
-                _ => ("404 Not Found", "not found: try /metrics or /ready\n".to_string()),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
         });
     }
+    connections.abort_all();
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+async fn ready(State(app): State<App>) -> Response {
+    if *app.state.draining.borrow() {
+        text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if app.state.failing.load(Ordering::Acquire) {
+        text(StatusCode::SERVICE_UNAVAILABLE, "failing health checks (POST /healthcheck/ok to undo)\n")
+    } else {
+        text(StatusCode::OK, "ready\n")
+    }
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    match app.metrics.render() {
+        Ok(body) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot render the metrics");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "cannot render the metrics\n")
+        }
+    }
+}
+
+async fn config_dump(State(app): State<App>) -> Json<serde_json::Value> {
+    Json(app.state.config.clone())
+}
+
+async fn clusters(State(app): State<App>) -> Json<serde_json::Value> {
+    Json(dump::clusters(&app.state.shared))
+}
+
+async fn healthcheck_fail(State(app): State<App>) -> Response {
+    app.state.failing.store(true, Ordering::Release);
+    tracing::warn!("admin: POST /healthcheck/fail, /ready answers 503");
+    text(StatusCode::OK, "OK\n")
+}
+
+async fn healthcheck_ok(State(app): State<App>) -> Response {
+    app.state.failing.store(false, Ordering::Release);
+    tracing::info!("admin: POST /healthcheck/ok, /ready answers 200");
+    text(StatusCode::OK, "OK\n")
+}
+
+async fn not_found() -> Response {
+    text(StatusCode::NOT_FOUND, "not found: try /ready, /metrics, /config_dump or /clusters\n")
 }

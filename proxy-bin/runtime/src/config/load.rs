@@ -17,7 +17,7 @@ use super::model::{AccessLogConfig, Config};
 pub use crate::error::LoadError;
 use crate::plan::{ListenerSpec, ListenerUsage};
 use crate::registry::Registry;
-use crate::upstream::{ClusterSpec, DnsSpec, EndpointSpec, Limits};
+use crate::upstream::{ClusterSpec, DnsSpec, EndpointSpec, HealthCheckSpec, Limits, OutlierSpec};
 
 /// The longest route timeout: the workers' timer wheels reach about two years ahead, and nobody
 /// waits a month for an RPC.
@@ -33,9 +33,43 @@ const DEFAULT_MAX_BUFFERED_BYTES: usize = 128 << 20;
 /// entries (two per request with per-try timeouts).
 const MAX_REQUESTS_LIMIT: usize = 1 << 28;
 
+/// The default admin address: loopback only.
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9901";
+
+/// Which configuration runs: a hash of the file's text and the time it was loaded. Logged at
+/// start, served by `/config_dump`, and exported as `metaproxy_config_info{version="..."}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigVersion {
+    /// FNV-1a (64 bits) of the configuration text, as 16 hex digits: equal files, equal versions.
+    pub hash: String,
+    /// When the configuration was loaded.
+    pub loaded_at: std::time::SystemTime,
+}
+
+impl ConfigVersion {
+    /// The version of configuration `text`, loaded now.
+    pub fn of(text: &str) -> Self {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for b in text.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        ConfigVersion { hash: format!("{h:016x}"), loaded_at: std::time::SystemTime::now() }
+    }
+
+    /// The load time in RFC 3339 (UTC, seconds).
+    pub fn loaded_at_rfc3339(&self) -> String {
+        humantime::format_rfc3339_seconds(self.loaded_at).to_string()
+    }
+}
+
 /// A whole validated configuration.
 #[derive(Debug)]
 pub struct ProxyConfig {
+    /// Which configuration this is.
+    pub version: ConfigVersion,
+    /// The file as written, as JSON (what `/config_dump` shows besides the values in force).
+    pub source: serde_json::Value,
     /// Admin address.
     pub admin: Option<SocketAddr>,
     /// Worker threads.
@@ -115,11 +149,10 @@ pub fn load_str(text: &str, file: &str, registry: &Registry) -> Result<ProxyConf
         Some(w) => w.value,
         None => std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
-    let admin = match &raw.admin {
+    let admin = match raw.admin.as_ref().map(|a| a.address.as_ref()) {
         None => None,
-        Some(a) => Some(
-            a.address.value.parse().map_err(|e| cx.err(&a.address, "admin.address", format!("not an address: {e}")))?,
-        ),
+        Some(None) => DEFAULT_ADMIN_ADDRESS.parse().ok(),
+        Some(Some(a)) => Some(a.value.parse().map_err(|e| cx.err(a, "admin.address", format!("not an address: {e}")))?),
     };
     let access_log = match raw.access_log {
         None => AccessLogConfig::default(),
@@ -131,7 +164,11 @@ pub fn load_str(text: &str, file: &str, registry: &Registry) -> Result<ProxyConf
             a.value
         }
     };
+    // The same text as plain JSON for `/config_dump` (it parsed above, so it parses here).
+    let source = serde_saphyr::from_str::<serde_json::Value>(text).unwrap_or(serde_json::Value::Null);
     Ok(ProxyConfig {
+        version: ConfigVersion::of(text),
+        source,
         admin,
         workers,
         drain_timeout: cx.duration(&raw.drain_timeout, "drain_timeout", Duration::from_secs(10))?,
@@ -201,7 +238,25 @@ fn clusters(cx: &Ctx<'_>, raw: &Config) -> Result<Vec<ClusterSpec>, LoadError> {
             }
             Some(n) => Ok(n.value),
         };
+        let health_check = match &v.health_check {
+            None => None,
+            Some(h) => Some(health_check(cx, h, &at)?),
+        };
+        let outlier_detection = match &v.outlier_detection {
+            None => None,
+            Some(o) => Some(outlier_detection(cx, o, &at)?),
+        };
+        let healthy_panic_threshold = match &v.healthy_panic_threshold {
+            None => 50,
+            Some(t) => u8::try_from(t.value)
+                .ok()
+                .filter(|p| *p <= 100)
+                .ok_or_else(|| cx.err(t, format!("{at}.healthy_panic_threshold"), "must be a percentage, 0 to 100"))?,
+        };
         let spec = ClusterSpec {
+            health_check,
+            outlier_detection,
+            healthy_panic_threshold,
             name: Arc::from(v.name.as_str()),
             lb: v.lb,
             connect_timeout: cx.duration(
@@ -225,6 +280,80 @@ fn clusters(cx: &Ctx<'_>, raw: &Config) -> Result<Vec<ClusterSpec>, LoadError> {
         out.push(spec);
     }
     Ok(out)
+}
+
+/// A positive duration, `default` when not set.
+fn positive(
+    cx: &Ctx<'_>,
+    at: &Spanned<impl Sized>,
+    value: &Option<String>,
+    field: &str,
+    default: Duration,
+) -> Result<Duration, LoadError> {
+    let d = match value {
+        None => default,
+        Some(text) => parse_duration(text).map_err(|m| cx.err(at, field, m))?,
+    };
+    if d.is_zero() {
+        return Err(cx.err(at, field, "must be more than 0s"));
+    }
+    if d > MAX_TIMEOUT {
+        return Err(cx.err(at, field, format!("must be at most {}", humantime::format_duration(MAX_TIMEOUT))));
+    }
+    Ok(d)
+}
+
+fn health_check(
+    cx: &Ctx<'_>,
+    h: &Spanned<super::model::HealthCheckConfig>,
+    at: &str,
+) -> Result<HealthCheckSpec, LoadError> {
+    let v = &h.value;
+    let at_least_one = |n: Option<u32>, name: &str, default: u32| match n {
+        None => Ok(default),
+        Some(0) => Err(cx.err(h, format!("{at}.health_check.{name}"), "must be at least 1")),
+        Some(n) => Ok(n),
+    };
+    Ok(HealthCheckSpec {
+        interval: positive(cx, h, &v.interval, &format!("{at}.health_check.interval"), Duration::from_secs(5))?,
+        timeout: positive(cx, h, &v.timeout, &format!("{at}.health_check.timeout"), Duration::from_secs(1))?,
+        unhealthy_threshold: at_least_one(v.unhealthy_threshold, "unhealthy_threshold", 2)?,
+        healthy_threshold: at_least_one(v.healthy_threshold, "healthy_threshold", 1)?,
+        kind: v.kind,
+    })
+}
+
+fn outlier_detection(
+    cx: &Ctx<'_>,
+    o: &Spanned<super::model::OutlierDetectionConfig>,
+    at: &str,
+) -> Result<OutlierSpec, LoadError> {
+    let v = &o.value;
+    let field = |name: &str| format!("{at}.outlier_detection.{name}");
+    let consecutive_errors = match v.consecutive_5xx {
+        None => 5,
+        Some(0) => return Err(cx.err(o, field("consecutive_5xx"), "must be at least 1")),
+        Some(n) => n,
+    };
+    let max_ejection_percent = match v.max_ejection_percent {
+        None => 10,
+        Some(p) => u8::try_from(p)
+            .ok()
+            .filter(|p| *p <= 100)
+            .ok_or_else(|| cx.err(o, field("max_ejection_percent"), "must be a percentage, 0 to 100"))?,
+    };
+    Ok(OutlierSpec {
+        consecutive_errors,
+        interval: positive(cx, o, &v.interval, &field("interval"), Duration::from_secs(10))?,
+        base_ejection_time: positive(
+            cx,
+            o,
+            &v.base_ejection_time,
+            &field("base_ejection_time"),
+            Duration::from_secs(30),
+        )?,
+        max_ejection_percent,
+    })
 }
 
 fn listeners(

@@ -3,4 +3,4 @@
 mod load;
 pub mod model;
 
-pub use load::{load_file, load_str, LoadError, ProxyConfig};
+pub use load::{load_file, load_str, ConfigVersion, LoadError, ProxyConfig, DEFAULT_ADMIN_ADDRESS};

@@ -1,7 +1,7 @@
 //! The configuration file's shape (`serde`), exactly as users write it in YAML.
 //!
 //! ```yaml
-//! admin: { address: 127.0.0.1:9901 }            # optional
+//! admin: { address: 127.0.0.1:9901 }            # optional (the address defaults to that)
 //! workers: 2                                    # optional, default: number of cores
 //! drain_timeout: 10s                            # optional
 //! access_log: { path: stderr, format: text }    # or json, text_format, json_format; optional
@@ -27,6 +27,8 @@
 //!     subsets:
 //!       - { name: user, labels: { service_group: user } }
 //!       - { name: batchjob, labels: { service_group: batchjob } }
+//!     health_check: { interval: 1s, timeout: 500ms, unhealthy_threshold: 2, healthy_threshold: 1 }
+//!     outlier_detection: { consecutive_5xx: 5, interval: 10s, base_ejection_time: 30s, max_ejection_percent: 10 }
 //! ```
 
 use std::collections::BTreeMap;
@@ -66,8 +68,10 @@ pub struct Config {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Address to serve `/metrics` and `/ready` on.
-    pub address: Spanned<String>,
+    /// Address to serve the admin API on (default `127.0.0.1:9901`: loopback only, since some
+    /// of its endpoints change what the proxy does).
+    #[serde(default)]
+    pub address: Option<Spanned<String>>,
 }
 
 /// `listeners[]`.
@@ -149,6 +153,65 @@ pub struct ClusterConfig {
     /// Limits that turn overload into fast over-limit replies.
     #[serde(default)]
     pub circuit_breakers: CircuitBreakerConfig,
+    /// Active health checking of the endpoints, once per process.
+    #[serde(default)]
+    pub health_check: Option<Spanned<HealthCheckConfig>>,
+    /// Passive outlier detection: endpoints that keep failing are ejected for a while.
+    #[serde(default)]
+    pub outlier_detection: Option<Spanned<OutlierDetectionConfig>>,
+    /// Below this percentage of available endpoints, load balancing uses them all (Envoy's
+    /// `healthy_panic_threshold`; default 50, 0 turns panic mode off).
+    #[serde(default)]
+    pub healthy_panic_threshold: Option<Spanned<u32>>,
+}
+
+/// `clusters[].health_check` (Envoy's names).
+///
+/// ```yaml
+/// health_check: { interval: 1s, timeout: 500ms, unhealthy_threshold: 2, healthy_threshold: 1 }
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// Time between two checks of an endpoint (default 5s).
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// Time allowed to one check (default 1s).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Failed checks in a row that take an endpoint out (default 2).
+    #[serde(default)]
+    pub unhealthy_threshold: Option<u32>,
+    /// Passed checks in a row that bring it back (default 1).
+    #[serde(default)]
+    pub healthy_threshold: Option<u32>,
+    /// `heartbeat` (default: the protocol's heartbeat where its codec has one, else a TCP
+    /// connect) or `tcp`.
+    #[serde(default)]
+    pub kind: crate::upstream::HealthCheckKind,
+}
+
+/// `clusters[].outlier_detection` (Envoy's names).
+///
+/// ```yaml
+/// outlier_detection: { consecutive_5xx: 5, interval: 10s, base_ejection_time: 30s, max_ejection_percent: 10 }
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierDetectionConfig {
+    /// Errors in a row that eject an endpoint (default 5). Errors are connect failures, resets,
+    /// timeouts and answers the protocol marks as server errors.
+    #[serde(default, alias = "consecutive_errors")]
+    pub consecutive_5xx: Option<u32>,
+    /// Time between sweeps that return ejected endpoints to service (default 10s).
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// Ejection time, multiplied by the number of times the endpoint was ejected (default 30s).
+    #[serde(default)]
+    pub base_ejection_time: Option<String>,
+    /// Most endpoints ejected at once, in percent of the cluster (default 10; one may always be).
+    #[serde(default)]
+    pub max_ejection_percent: Option<u32>,
 }
 
 /// `clusters[].endpoints[]`.

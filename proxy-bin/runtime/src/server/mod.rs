@@ -8,7 +8,7 @@ mod sockets;
 mod workers;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +17,9 @@ use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
 use crate::config::ProxyConfig;
-use crate::plan::{ListenerRun, Shared};
+use crate::plan::{ListenerRun, Protocol, Shared};
 use crate::stats::{ListenerStats, PerWorker};
-use crate::upstream::{dns, SharedCluster};
+use crate::upstream::{dns, health, outlier, SharedCluster};
 use crate::RuntimeError;
 
 /// A started proxy.
@@ -96,10 +96,18 @@ impl Drop for Running {
 
 /// Starts serving `config`: must be called inside a tokio runtime (DNS refreshes and the admin
 /// endpoint run on it; the workers run on threads of their own).
-pub async fn start(config: ProxyConfig) -> Result<Running, RuntimeError> {
+pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
+    tracing::info!(
+        version = %config.version.hash,
+        loaded_at = %config.version.loaded_at_rfc3339(),
+        "configuration loaded"
+    );
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let checkers = health_check_protocols(&config);
+    // What `/config_dump` shows, made before the configuration is taken apart.
+    let mut config_dump = admin::dump::config_dump(&config, &[]);
     let mut clusters = Vec::new();
-    for spec in config.clusters {
+    for spec in std::mem::take(&mut config.clusters) {
         let dns_spec = spec.dns.clone();
         let cluster = SharedCluster::new(spec);
         if let Some(dns_spec) = dns_spec {
@@ -107,16 +115,35 @@ pub async fn start(config: ProxyConfig) -> Result<Running, RuntimeError> {
             dns::resolve(&cluster, &dns_spec).await;
             tokio::spawn(dns::refresh_forever(Arc::downgrade(&cluster), dns_spec, shutdown_rx.clone()));
         }
+        // Health checks and outlier sweeps run once per process, here, not per worker.
+        if let Some(check) = cluster.spec.health_check {
+            let protocol = checkers.iter().find(|(c, _)| **c == *cluster.spec.name).map(|(_, p)| p.clone());
+            tracing::info!(
+                cluster = %cluster.name(),
+                protocol = protocol.as_ref().map_or("tcp", |p| p.name()),
+                kind = check.kind.as_str(),
+                interval = ?check.interval,
+                "health checking"
+            );
+            tokio::spawn(health::run(Arc::downgrade(&cluster), check, protocol, shutdown_rx.clone()));
+        }
+        if let Some(outlier) = cluster.spec.outlier_detection {
+            tokio::spawn(outlier::sweep_forever(Arc::downgrade(&cluster), outlier.interval, shutdown_rx.clone()));
+        }
         clusters.push(cluster);
     }
     let writer = AccessLogWriter::start(&config.access_log).map_err(RuntimeError::AccessLog)?;
     let access_log_stats = writer.stats();
+    // Span exporters start before the workers, which each take a tracer per listener.
     let workers = config.workers.max(1);
     let mut runs: Vec<Vec<ListenerRun>> = (0..workers).map(|_| Vec::new()).collect();
     let mut addresses = Vec::new();
     let mut listener_stats = Vec::new();
-    for spec in config.listeners {
+    for (i, spec) in std::mem::take(&mut config.listeners).into_iter().enumerate() {
         let (sockets, bound) = sockets::bind(spec.address, workers)?;
+        if let Some(l) = config_dump.pointer_mut(&format!("/effective/listeners/{i}/bound")) {
+            *l = serde_json::Value::String(bound.to_string());
+        }
         let stats = Arc::new(PerWorker::<ListenerStats>::default());
         let spec = Arc::new(spec);
         tracing::info!(listener = %spec.name, address = %bound, protocol = spec.protocol.name(), workers, "listening");
@@ -165,6 +192,9 @@ pub async fn start(config: ProxyConfig) -> Result<Running, RuntimeError> {
                 downstream: process_open.clone(),
                 access_log: access_log_stats.clone(),
                 draining: shutdown_rx.clone(),
+                config: config_dump,
+                version: config.version.hash.clone(),
+                failing: AtomicBool::new(false),
             };
             let (bound, task) = admin::start(address, state, admin_stop_rx).await?;
             (Some(bound), Some(task))
@@ -182,4 +212,20 @@ pub async fn start(config: ProxyConfig) -> Result<Running, RuntimeError> {
         access_log: Some(writer),
         access_log_stats,
     })
+}
+
+/// For each cluster some listener routes (or mirrors) to, the protocol of the first such
+/// listener: its codec runs the cluster's heartbeat health checks. Clusters no listener uses are
+/// checked with a TCP connect.
+fn health_check_protocols(config: &ProxyConfig) -> Vec<(Arc<str>, Arc<dyn Protocol>)> {
+    let mut found: Vec<(Arc<str>, Arc<dyn Protocol>)> = Vec::new();
+    for listener in &config.listeners {
+        let Ok(table) = metaprotocol_core::RouteTable::compile(&listener.routes) else { continue };
+        for (_, destination) in table.destinations() {
+            if !found.iter().any(|(c, _)| **c == *destination.cluster) {
+                found.push((Arc::from(&*destination.cluster), listener.protocol.clone()));
+            }
+        }
+    }
+    found
 }

@@ -2,21 +2,63 @@
 //! by every listener and worker that routes to it: its spec, its circuit breaker, and its current
 //! [`EndpointSet`] (replaced as a whole when DNS answers change, with a generation number that
 //! workers check to refresh their own pools). Connections are not here: each worker owns its own.
+//!
+//! Each [`SharedEndpoint`] carries what every worker's load balancer reads before picking it: its
+//! health as the active health checker last found it, and until when outlier detection ejected
+//! it. Both are atomics written rarely (a check's verdict changes, an ejection) and only loaded
+//! on the request path.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::breaker::Breaker;
 use super::spec::{ClusterSpec, EndpointSpec, LbPolicy};
-use crate::stats::{ClusterStats, PerWorker};
+use crate::stats::{ClusterStats, Gauge, PerWorker};
 
 /// Virtual nodes per endpoint on the hash ring.
 const RING_REPLICAS: u64 = 100;
-/// How long an endpoint that refused a connection is passed over.
-pub const EJECT_FOR: Duration = Duration::from_secs(5);
+
+/// An endpoint's health as active health checking sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Not checked (the cluster has no `health_check`, or no check has ended yet): healthy.
+    Unchecked,
+    /// The last checks passed.
+    Healthy,
+    /// `unhealthy_threshold` checks in a row failed: out of load balancing until
+    /// `healthy_threshold` pass.
+    Unhealthy,
+}
+
+impl Health {
+    /// A stable lower-case name, for `/clusters` and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unchecked => "unchecked",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Health::Healthy,
+            2 => Health::Unhealthy,
+            _ => Health::Unchecked,
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            Health::Unchecked => 0,
+            Health::Healthy => 1,
+            Health::Unhealthy => 2,
+        }
+    }
+}
 
 /// One upstream address, shared by every worker.
 #[derive(Debug)]
@@ -27,8 +69,63 @@ pub struct SharedEndpoint {
     pub labels: BTreeMap<String, String>,
     /// Open connections to it, over all workers.
     pub open_connections: AtomicUsize,
-    // Milliseconds since the cluster's epoch until which the endpoint is passed over.
-    ejected_until: AtomicU64,
+    /// Requests in flight to it: one gauge per worker pool, each written by its worker only.
+    pub in_flight: PerWorker<Gauge>,
+    health: AtomicU8,
+    // Milliseconds since the cluster's epoch until which the endpoint is ejected (0: never was).
+    pub(super) ejected_until: AtomicU64,
+    // Times it was ejected, less one per outlier sweep it spent in service: the multiplier of
+    // its next ejection time.
+    pub(super) ejections: AtomicU32,
+    // Errors in a row (outlier detection).
+    pub(super) consecutive_errors: AtomicU32,
+}
+
+impl SharedEndpoint {
+    fn new(spec: &EndpointSpec) -> Self {
+        SharedEndpoint {
+            address: spec.address,
+            labels: spec.labels.clone(),
+            open_connections: AtomicUsize::new(0),
+            in_flight: PerWorker::default(),
+            health: AtomicU8::new(Health::Unchecked.to_u8()),
+            ejected_until: AtomicU64::new(0),
+            ejections: AtomicU32::new(0),
+            consecutive_errors: AtomicU32::new(0),
+        }
+    }
+
+    /// Its health as the health checker last found it.
+    pub fn health(&self) -> Health {
+        Health::from_u8(self.health.load(Ordering::Acquire))
+    }
+
+    /// Records the health checker's verdict.
+    pub(crate) fn set_health(&self, health: Health) {
+        self.health.store(health.to_u8(), Ordering::Release);
+    }
+
+    /// Until when (on the cluster's ejection clock, [`SharedCluster::now_ms`]) it is ejected, if
+    /// it is at `now_ms`.
+    pub fn ejected_until(&self, now_ms: u64) -> Option<u64> {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        (until > now_ms).then_some(until)
+    }
+
+    /// The multiplier of its next ejection time (times ejected, decayed by the outlier sweeps).
+    pub fn ejections(&self) -> u32 {
+        self.ejections.load(Ordering::Acquire)
+    }
+
+    /// Errors in a row, as outlier detection counts them.
+    pub fn consecutive_errors(&self) -> u32 {
+        self.consecutive_errors.load(Ordering::Acquire)
+    }
+
+    /// Requests in flight to it over every worker.
+    pub fn requests_in_flight(&self) -> u64 {
+        self.in_flight.sum(Gauge::get)
+    }
 }
 
 /// The endpoints of a cluster at one moment, with subsets and hash rings precomputed.
@@ -41,6 +138,8 @@ pub struct EndpointSet {
     /// Hash rings (point, index into `endpoints`), for the whole cluster and per subset (same
     /// order as `subsets`), when the policy is ring hash.
     pub rings: Vec<Vec<(u64, usize)>>,
+    /// The cluster's `healthy_panic_threshold` (percent).
+    pub panic_threshold: u8,
 }
 
 impl EndpointSet {
@@ -59,9 +158,28 @@ pub struct SharedCluster {
     pub breaker: Breaker,
     /// Every worker's counters.
     pub stats: PerWorker<ClusterStats>,
+    /// Health checks and ejections, counted as they happen (rare events: not per request).
+    pub events: ClusterEvents,
     set: RwLock<Arc<EndpointSet>>,
     generation: AtomicU64,
     epoch: Instant,
+    /// Held while deciding an ejection (only when an endpoint reaches its error threshold), so
+    /// that `max_ejection_percent` holds when workers decide at once.
+    pub(super) eject_lock: Mutex<()>,
+}
+
+/// What health checking and outlier detection did to a cluster, over the process.
+#[derive(Debug, Default)]
+pub struct ClusterEvents {
+    /// Ejections enforced (Envoy's `outlier_detection.ejections_enforced_total`).
+    pub ejections_enforced: AtomicU64,
+    /// Ejections not enforced because `max_ejection_percent` endpoints were ejected already
+    /// (`outlier_detection.ejections_overflow`).
+    pub ejections_overflow: AtomicU64,
+    /// Health checks passed (`health_check.success`).
+    pub health_check_success: AtomicU64,
+    /// Health checks failed (`health_check.failure`).
+    pub health_check_failure: AtomicU64,
 }
 
 /// A ring point: FNV-1a of the address, seeded by the replica number, finalized like request hashes.
@@ -84,6 +202,8 @@ impl SharedCluster {
             set: RwLock::new(Arc::new(EndpointSet::default())),
             generation: AtomicU64::new(0),
             epoch: Instant::now(),
+            events: ClusterEvents::default(),
+            eject_lock: Mutex::new(()),
             spec,
         });
         cluster.set_endpoints(&statics);
@@ -102,16 +222,11 @@ impl SharedCluster {
         let endpoints: Vec<Arc<SharedEndpoint>> = specs
             .iter()
             .map(|e| {
-                old.endpoints.iter().find(|o| o.address == e.address && o.labels == e.labels).cloned().unwrap_or_else(
-                    || {
-                        Arc::new(SharedEndpoint {
-                            address: e.address,
-                            labels: e.labels.clone(),
-                            open_connections: AtomicUsize::new(0),
-                            ejected_until: AtomicU64::new(0),
-                        })
-                    },
-                )
+                old.endpoints
+                    .iter()
+                    .find(|o| o.address == e.address && o.labels == e.labels)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(SharedEndpoint::new(e)))
             })
             .collect();
         let subsets: Vec<(Arc<str>, Vec<usize>)> = self
@@ -143,7 +258,8 @@ impl SharedCluster {
                 rings.push(ring);
             }
         }
-        let set = Arc::new(EndpointSet { endpoints, subsets, rings });
+        let set =
+            Arc::new(EndpointSet { endpoints, subsets, rings, panic_threshold: self.spec.healthy_panic_threshold });
         if let Ok(mut slot) = self.set.write() {
             *slot = set;
         }
@@ -166,15 +282,27 @@ impl SharedCluster {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Passes over `endpoint` for [`EJECT_FOR`] after it refused a connection.
+    /// A connection to `endpoint` could not be opened (refused or timed out): one error for
+    /// outlier detection, which ejects the endpoint once it has `consecutive_errors` in a row (and
+    /// does nothing when the cluster has no `outlier_detection`).
+    ///
+    /// The worker's connection task calls this under its old name; a connect failure no longer
+    /// ejects by itself.
     pub fn eject(&self, endpoint: &SharedEndpoint) {
-        let until = self.now_ms().saturating_add(EJECT_FOR.as_millis() as u64);
-        endpoint.ejected_until.store(until, Ordering::Release);
+        self.outlier_error(endpoint);
     }
 
-    /// True when `endpoint` is not ejected at `now_ms`.
-    pub fn is_live(endpoint: &SharedEndpoint, now_ms: u64) -> bool {
-        endpoint.ejected_until.load(Ordering::Acquire) <= now_ms
+    /// Ejects `endpoint` from load balancing for `duration` from now.
+    pub(crate) fn eject_for(&self, endpoint: &SharedEndpoint, duration: Duration) {
+        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1);
+        endpoint.ejected_until.store(self.now_ms().saturating_add(ms), Ordering::Release);
+    }
+
+    /// True when load balancing may pick `endpoint` at `now_ms`: not found unhealthy by health
+    /// checks and not ejected by outlier detection.
+    pub fn is_available(endpoint: &SharedEndpoint, now_ms: u64) -> bool {
+        endpoint.health.load(Ordering::Relaxed) != Health::Unhealthy.to_u8()
+            && endpoint.ejected_until.load(Ordering::Relaxed) <= now_ms
     }
 
     /// Open connections over all endpoints and workers.

@@ -2,8 +2,10 @@
 //!
 //! Pure functions over an [`EndpointSet`] and worker-local state (the round-robin position and
 //! each endpoint's requests in flight in that worker), as Envoy's per-worker load balancers are.
-//! Ejected endpoints are passed over unless every candidate is ejected; then all are candidates
-//! again (Envoy's panic mode).
+//! Endpoints that health checks found unhealthy or that outlier detection ejected are passed
+//! over, unless fewer than the cluster's `healthy_panic_threshold` percent of the candidates
+//! (the subset, or the cluster) are available: then all are candidates again (Envoy's panic
+//! mode), since sending to endpoints that may fail beats sending everything to the few left.
 
 use super::cluster::{EndpointSet, SharedCluster};
 use super::spec::LbPolicy;
@@ -45,10 +47,15 @@ pub fn pick(
         Some(m) => m.get(i).copied(),
         None => Some(i),
     };
-    let live = |index: usize| set.endpoints.get(index).is_some_and(|e| SharedCluster::is_live(e, input.now_ms));
+    let live = |index: usize| set.endpoints.get(index).is_some_and(|e| SharedCluster::is_available(e, input.now_ms));
     let live_count = (0..count).filter_map(member).filter(|&i| live(i)).count();
-    let is_candidate = |index: usize| live_count == 0 || live(index);
-    let n = if live_count == 0 { count } else { live_count };
+    let panic = live_count * 100 < usize::from(set.panic_threshold) * count;
+    let is_candidate = |index: usize| panic || live(index);
+    let n = if panic { count } else { live_count };
+    if n == 0 {
+        // Panic mode is off (threshold 0) and nothing is available.
+        return None;
+    }
     let nth = |k: usize| (0..count).filter_map(member).filter(|&i| is_candidate(i)).nth(k % n);
     match (input.policy, input.hash) {
         (LbPolicy::RingHash, Some(h)) => {
@@ -105,6 +112,9 @@ mod tests {
             subsets: BTreeMap::from([("b".to_string(), BTreeMap::from([("group".to_string(), "b".to_string())]))]),
             connections_per_endpoint: 1,
             limits: Limits { max_connections: 10, max_pending_requests: 10, max_requests: 10 },
+            health_check: None,
+            outlier_detection: None,
+            healthy_panic_threshold: 50,
         })
     }
 
@@ -136,16 +146,43 @@ mod tests {
     fn ejected_endpoints_are_skipped_until_all_are() {
         let c = cluster(LbPolicy::RoundRobin, 2);
         let set = c.endpoints();
-        c.eject(&set.endpoints[0]);
+        c.eject_for(&set.endpoints[0], Duration::from_secs(5));
         let now = c.now_ms();
         let mut rr = 0;
         for _ in 0..4 {
             let i = PickInput { now_ms: now, ..input(LbPolicy::RoundRobin, None, 0) };
             assert_eq!(pick(&set, i, &mut rr, |_| 0), Some(1));
         }
-        c.eject(&set.endpoints[1]);
+        c.eject_for(&set.endpoints[1], Duration::from_secs(5));
         let i = PickInput { now_ms: now, ..input(LbPolicy::RoundRobin, None, 0) };
         assert!(pick(&set, i, &mut rr, |_| 0).is_some(), "panic mode: all ejected means all candidates");
+    }
+
+    #[test]
+    fn unhealthy_endpoints_leave_until_the_panic_threshold() {
+        use crate::upstream::Health;
+        let c = cluster(LbPolicy::RoundRobin, 4);
+        let set = c.endpoints();
+        set.endpoints[0].set_health(Health::Unhealthy);
+        set.endpoints[1].set_health(Health::Unhealthy);
+        let mut rr = 0;
+        // Two of four available: 50%, not below the default threshold.
+        let picks: Vec<_> = (0..4).map(|_| pick(&set, input(LbPolicy::RoundRobin, None, 0), &mut rr, |_| 0)).collect();
+        assert_eq!(picks, [Some(2), Some(3), Some(2), Some(3)]);
+        // One of four: panic, every endpoint takes traffic again.
+        set.endpoints[2].set_health(Health::Unhealthy);
+        let picks: std::collections::BTreeSet<_> =
+            (0..8).filter_map(|_| pick(&set, input(LbPolicy::RoundRobin, None, 0), &mut rr, |_| 0)).collect();
+        assert_eq!(picks.len(), 4, "{picks:?}");
+        // With panic mode off, only the healthy one; none when none is.
+        let strict = SharedCluster::new(ClusterSpec { healthy_panic_threshold: 0, ..c.spec.clone() });
+        let set = strict.endpoints();
+        for e in &set.endpoints[..3] {
+            e.set_health(Health::Unhealthy);
+        }
+        assert_eq!(pick(&set, input(LbPolicy::Random, None, 5), &mut rr, |_| 0), Some(3));
+        set.endpoints[3].set_health(Health::Unhealthy);
+        assert_eq!(pick(&set, input(LbPolicy::Random, None, 5), &mut rr, |_| 0), None);
     }
 
     #[test]

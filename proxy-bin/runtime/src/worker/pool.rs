@@ -7,11 +7,12 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
-use metaprotocol_core::Codec;
+use metaprotocol_core::{Codec, ResponseStatus};
 
 use super::connection::{self, ConnectionCtx, ConnectionTicket, UpShared, UpstreamEvents};
-use crate::stats::ClusterStats;
+use crate::stats::{ClusterStats, Gauge};
 use crate::upstream::{EndpointSet, SharedCluster, SharedEndpoint};
 
 /// One endpoint in one worker: its connections and its requests in flight (for least request).
@@ -23,11 +24,14 @@ pub(crate) struct EndpointPool<C: Codec> {
     next: Cell<usize>,
     /// Requests in flight to this endpoint from this worker.
     pub active: Cell<usize>,
+    /// The same count as the admin endpoint reads it (this worker's gauge in the endpoint's set).
+    in_flight: Arc<Gauge>,
 }
 
 impl<C: Codec> EndpointPool<C> {
     fn new(shared: Arc<SharedEndpoint>) -> Self {
-        EndpointPool { shared, conns: RefCell::new(Vec::new()), next: Cell::new(0), active: Cell::new(0) }
+        let in_flight = shared.in_flight.register();
+        EndpointPool { shared, conns: RefCell::new(Vec::new()), next: Cell::new(0), active: Cell::new(0), in_flight }
     }
 
     /// The connection to use next for a request in wire variant `variant`: round robin over the
@@ -69,20 +73,42 @@ pub(crate) enum Choice<C: Codec> {
 }
 
 /// Counts a request in flight to an endpoint until dropped: the least-request balancer's load,
-/// released on every path that ends a try (answer, reset, timeout, cancellation).
-pub(crate) struct LoadGuard<C: Codec>(pub Rc<EndpointPool<C>>);
+/// released on every path that ends a try (answer, reset, timeout, cancellation). It also
+/// remembers when the try was sent, for the upstream request time.
+pub(crate) struct LoadGuard<C: Codec> {
+    pool: Rc<EndpointPool<C>>,
+    sent_at: Instant,
+}
 
 impl<C: Codec> LoadGuard<C> {
-    /// Counts one more request on `pool`.
-    pub fn new(pool: Rc<EndpointPool<C>>) -> Self {
+    /// Counts one more request on `pool`, sent at `sent_at`.
+    pub fn new(pool: Rc<EndpointPool<C>>, sent_at: Instant) -> Self {
         pool.active.set(pool.active.get() + 1);
-        LoadGuard(pool)
+        pool.in_flight.inc();
+        LoadGuard { pool, sent_at }
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &Arc<SharedEndpoint> {
+        &self.pool.shared
+    }
+
+    /// The try's answer arrived at `now`, reporting `status`: records the upstream request time
+    /// and tells outlier detection (an error status counts as an error of the endpoint).
+    pub fn answered(&self, cluster: &ClusterPools<C>, now: Instant, status: ResponseStatus) {
+        cluster.stats.upstream_rq_time.record(now.saturating_duration_since(self.sent_at));
+        if status == ResponseStatus::Error {
+            cluster.shared.outlier_error(&self.pool.shared);
+        } else {
+            cluster.shared.outlier_success(&self.pool.shared);
+        }
     }
 }
 
 impl<C: Codec> Drop for LoadGuard<C> {
     fn drop(&mut self) {
-        self.0.active.set(self.0.active.get().saturating_sub(1));
+        self.pool.active.set(self.pool.active.get().saturating_sub(1));
+        self.pool.in_flight.dec();
     }
 }
 

@@ -196,7 +196,7 @@ impl<C: Codec> Engine<C> {
                 }
                 UpShared::wake(&mut inner);
                 drop(inner);
-                ex.sent = Some(Sent { conn, id, _load: LoadGuard::new(endpoint) });
+                ex.sent = Some(Sent { conn, id, _load: LoadGuard::new(endpoint, self.now()) });
                 cluster.stats.upstream_rq_total.inc();
                 if let Some(t) = ex.ctx.route.as_ref().and_then(|d| d.route.retries.per_try_timeout) {
                     let timer = Timer { key, seq: ex.seq, kind: TimerKind::Try };

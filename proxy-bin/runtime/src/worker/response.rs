@@ -5,12 +5,15 @@
 use std::borrow::Cow;
 use std::rc::Rc;
 
-use metaprotocol_core::{ChainOutcome, ChainStep, Codec, LocalReply, Message, Metadata, Mutation, ReplyKind};
+use metaprotocol_core::{
+    ChainOutcome, ChainStep, Codec, LocalReply, Message, Metadata, Mutation, ReplyKind, ResponseStatus,
+};
 use metaproxy_access_log::{Entry, Lookup};
 
 use super::connection::{UpShared, UpstreamEvents};
 use super::engine::{Engine, EngineState, Exchange, Outcome, Sink, Timer, TimerKind, DEFAULT_TIMEOUT};
 use super::io::encode;
+use crate::stats::response_class;
 use crate::upstream::UpstreamError;
 
 impl<C: Codec> UpstreamEvents<C> for Engine<C> {
@@ -54,7 +57,9 @@ impl<C: Codec> Engine<C> {
                     let _ = timers.try_remove(&t);
                 }
             }
-            ex.sent = None;
+            if let (Some(sent), Some(cluster)) = (ex.sent.take(), ex.cluster.as_ref()) {
+                sent._load.answered(cluster, self.now(), response.metadata.response_status);
+            }
             if let Err(e) = self.codec.rewrite_request_id(&mut response, ex.original_id) {
                 drop(state);
                 let reply = LocalReply::new(ReplyKind::InternalError, format!("cannot restore the request id: {e}"));
@@ -198,8 +203,13 @@ impl<C: Codec> Engine<C> {
         }
         match timer.kind {
             TimerKind::Try => {
-                if let Some(c) = self.state.borrow().inflight.get(timer.key).and_then(|ex| ex.cluster.clone()) {
-                    c.stats.upstream_rq_per_try_timeout.inc();
+                if let Some(ex) = self.state.borrow().inflight.get(timer.key) {
+                    if let Some(c) = &ex.cluster {
+                        c.stats.upstream_rq_per_try_timeout.inc();
+                        if let Some(sent) = &ex.sent {
+                            c.shared.outlier_error(sent._load.endpoint());
+                        }
+                    }
                 }
                 self.fail_try(timer.key, UpstreamError::PerTryTimeout);
             }
@@ -209,6 +219,9 @@ impl<C: Codec> Engine<C> {
                     let Some(ex) = state.inflight.get(timer.key) else { return };
                     if let Some(c) = &ex.cluster {
                         c.stats.upstream_rq_timeout.inc();
+                        if let Some(sent) = &ex.sent {
+                            c.shared.outlier_error(sent._load.endpoint());
+                        }
                     }
                     ex.ctx.route.as_ref().and_then(|d| d.route.timeout).unwrap_or(DEFAULT_TIMEOUT)
                 };
@@ -228,12 +241,19 @@ impl<C: Codec> Engine<C> {
     /// not in flight, so never resent.)
     fn connection_lost(self: &Rc<Self>, conn: &Rc<UpShared<C>>, stranded: Vec<u32>, error: &UpstreamError) {
         let reset = matches!(error, UpstreamError::Reset { .. });
+        // A connection lost with requests on it is one error of its endpoint for outlier
+        // detection, however many requests it carried.
+        let mut outlier = matches!(error, UpstreamError::Reset { .. } | UpstreamError::BadResponse { .. });
         for key in stranded {
             let key = key as usize;
             let on_conn = {
                 let mut state = self.state.borrow_mut();
                 match state.inflight.get_mut(key) {
                     Some(ex) if ex.sent.as_ref().is_some_and(|s| Rc::ptr_eq(&s.conn, conn)) => {
+                        if let (true, Some(sent), Some(c)) = (outlier, &ex.sent, &ex.cluster) {
+                            c.shared.outlier_error(sent._load.endpoint());
+                            outlier = false;
+                        }
                         // The id went with the connection.
                         ex.sent = None;
                         let shared_retry = reset && !ex.reset_retried && matches!(ex.sink, Sink::Client(_));
@@ -283,10 +303,20 @@ impl<C: Codec> Engine<C> {
             Outcome::Local => {}
         }
         stats.downstream_rq_active.dec();
+        let elapsed = self.now().saturating_duration_since(ex.started);
+        stats.downstream_rq_time.record(elapsed);
+        let answer = match outcome {
+            Outcome::Response => response.or(ex.ctx.response.as_deref()).map(|m| m.response_status),
+            Outcome::Local if ex.request.metadata.message_type.expects_response() => Some(ResponseStatus::Error),
+            _ => None,
+        };
+        if let Some(class) = answer.and_then(|status| stats.responses_by_class.get(response_class(status))) {
+            class.inc();
+        }
         {
             let mut log = self.access_log.borrow_mut();
             if log.enabled() {
-                let duration = self.now().saturating_duration_since(ex.started);
+                let duration = elapsed;
                 let response = response.or(ex.ctx.response.as_deref());
                 let request = MetadataLookup(&ex.ctx.request);
                 let response_lookup = response.map(MetadataLookup);

@@ -6,6 +6,11 @@
 #   haproxy        HAProxy, TCP mode, nbthread 1 (Debian `haproxy`, installed with apt when missing)
 #   metaproxy      metaproxy, workers: 1, access log off
 #   metaproxy-log  metaproxy, workers: 1, access log on (written to a file in the temp dir)
+#   metaproxy-trace1    metaproxy, workers: 1, access log off, tracing on at sample_ratio 0.01  (--tracing)
+#   metaproxy-trace100  the same at sample_ratio 1.0                                       (--tracing)
+#                  Both export over OTLP/gRPC to tests/peers/otlp_receiver.py --discard (the
+#                  official opentelemetry-proto + grpcio, not decoding), on CPU 1 with the load
+#                  generator; the load generator sends no trace context, so sample_ratio decides.
 #   envoy-dubbo    Envoy 1.40 dubbo_proxy                      (--protocol dubbo)
 #   envoy-generic  Envoy 1.40 generic_proxy, Dubbo codec, its default upstream pooling
 #                  (bind_upstream_connection: false)           (--protocol dubbo)
@@ -21,6 +26,10 @@
 #   benches/compare.sh [--protocol dubbo|thrift] [--duration 10s] [--warmup 1s] [--rounds 5]
 #                      [-c 8] [-m 16] [--payload 1024] [--targets direct,haproxy,...]
 #                      [--json FILE] [--port-base 31000] [--bin-dir DIR] [--no-build] [--no-extras]
+#                      [--tracing]
+#
+# --tracing adds the metaproxy-trace1 and metaproxy-trace100 targets to the default set (or name
+# them in --targets), e.g. `benches/compare.sh --tracing --targets metaproxy,metaproxy-trace1,metaproxy-trace100`.
 #
 # Five rounds by default: on this 2-core machine runs are bimodal. A bad run has latency spikes in
 # steps of 4 ms (one scheduler tick at HZ=250), TCP tail loss probes between the client and the
@@ -41,7 +50,7 @@ cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 protocol=dubbo duration=10s warmup=1s rounds=5 conns=8 inflight=16 payload=1024
-targets="" json_out="" port_base=31000 bin=target/release build=1 extras=1
+targets="" json_out="" port_base=31000 bin=target/release build=1 extras=1 tracing=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --protocol) protocol=$2; shift 2 ;;
@@ -57,6 +66,7 @@ while [ $# -gt 0 ]; do
     --bin-dir) bin=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --no-extras) extras=0; shift ;;
+    --tracing) tracing=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -66,9 +76,13 @@ case $protocol in
   thrift) all_targets="direct haproxy metaproxy metaproxy-log envoy-thrift" ;;
   *) echo "--protocol is dubbo or thrift" >&2; exit 2 ;;
 esac
+tracing_targets="metaproxy-trace1 metaproxy-trace100"
 if [ -z "$targets" ]; then
   targets=$all_targets
+  if [ "$tracing" = 1 ]; then targets="$targets $tracing_targets"; fi
+  all_targets="$all_targets $tracing_targets"
 else
+  all_targets="$all_targets $tracing_targets"
   targets=${targets//,/ }
   for t in $targets; do
     [[ " $all_targets " == *" $t "* ]] || { echo "target $t does not exist for $protocol (one of: $all_targets)" >&2; exit 2; }
@@ -81,6 +95,10 @@ if has haproxy && ! command -v haproxy >/dev/null; then
   echo "installing haproxy (apt)" >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null 2>&1 ||
     { apt-get update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+fi
+if has metaproxy-trace1 || has metaproxy-trace100; then
+  # The OTLP receiver's packages (opentelemetry-proto, grpcio) in target/peers/venv.
+  proxy-bin/runtime/tests/peers/install.sh
 fi
 envoy=""
 if has envoy-dubbo || has envoy-generic || has envoy-generic-bound || has envoy-thrift; then
@@ -123,12 +141,14 @@ echo_port=$((port_base + 1))
 declare -A port=(
   [direct]=$echo_port [haproxy]=$((port_base + 2)) [metaproxy]=$((port_base + 3)) [metaproxy-log]=$((port_base + 5))
   [envoy-dubbo]=$((port_base + 7)) [envoy-generic]=$((port_base + 8)) [envoy-thrift]=$((port_base + 9))
-  [envoy-generic-bound]=$((port_base + 10))
+  [envoy-generic-bound]=$((port_base + 10)) [metaproxy-trace1]=$((port_base + 11)) [metaproxy-trace100]=$((port_base + 13))
+  [collector]=$((port_base + 15))
 )
-declare -A admin_port=([metaproxy]=$((port_base + 4)) [metaproxy-log]=$((port_base + 6)))
+declare -A admin_port=([metaproxy]=$((port_base + 4)) [metaproxy-log]=$((port_base + 6))
+  [metaproxy-trace1]=$((port_base + 12)) [metaproxy-trace100]=$((port_base + 14)))
 declare -A pid_of=()
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in $echo_port $(for t in $targets; do echo "${port[$t]}" "${admin_port[$t]:-}"; done); do
+for p in $echo_port ${port[collector]} $(for t in $targets; do echo "${port[$t]}" "${admin_port[$t]:-}"; done); do
   if port_open "$p"; then echo "port $p is already in use: pick another --port-base" >&2; exit 1; fi
 done
 # start NAME LOG CMD...: starts a server in the background and waits until its port accepts.
@@ -181,6 +201,20 @@ for t in metaproxy metaproxy-log; do
   start $t "$work/$t.stderr" env -u RUST_LOG "${prio[@]}" taskset -c 0 "$bin/metaproxy" run -c "$work/$t.yaml"
 done
 
+# Tracing on: the collector (a real OTLP/gRPC receiver that does not decode) on CPU 1, then the
+# two proxies, each exporting to it.
+if has metaproxy-trace1 || has metaproxy-trace100; then
+  start collector "$work/collector.log" "${prio[@]}" taskset -c 1 target/peers/venv/bin/python \
+    proxy-bin/runtime/tests/peers/otlp_receiver.py --discard --port "${port[collector]}" --out "$work/collector.jsonl"
+fi
+declare -A sample_ratio=([metaproxy-trace1]=0.01 [metaproxy-trace100]=1.0)
+for t in metaproxy-trace1 metaproxy-trace100; do
+  has $t || continue
+  metaproxy_yaml "$protocol" "${port[$t]}" "$echo_port" "admin: { address: 127.0.0.1:${admin_port[$t]} }
+$ACCESS_LOG_OFF" "    tracing: { endpoint: \"http://127.0.0.1:${port[collector]}\", protocol: grpc, sample_ratio: ${sample_ratio[$t]}, service_name: metaproxy }" >"$work/$t.yaml"
+  start $t "$work/$t.stderr" env -u RUST_LOG "${prio[@]}" taskset -c 0 "$bin/metaproxy" run -c "$work/$t.yaml"
+done
+
 declare -A envoy_config=([envoy-dubbo]=dubbo_proxy [envoy-generic]=generic_proxy_dubbo
   [envoy-generic-bound]=generic_proxy_dubbo [envoy-thrift]=thrift_proxy)
 for t in envoy-dubbo envoy-generic envoy-generic-bound envoy-thrift; do
@@ -211,6 +245,10 @@ read -r -a order <<<"$targets"
 n=${#order[@]}
 echo "$protocol: $conns connections x $inflight in flight, ${payload}-byte payloads, $warmup warm-up + $duration x $rounds rounds; targets: $targets; load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 : >"$work/rounds.jsonl"
+# CPU ticks (user + system) the metaproxy process of target $1 used so far; empty for others.
+proc_cpu() {
+  case $1 in metaproxy*) awk '{print $14 + $15}' "/proc/${pid_of[$1]}/stat" 2>/dev/null || true ;; esac
+}
 # TCP tail loss probes on the machine during a run (nstat, iproute2): on loopback they come from
 # delayed ACKs and show up as latency spikes of several milliseconds; a round with many is suspect.
 tlp_count() {
@@ -219,7 +257,7 @@ tlp_count() {
 }
 cat >"$work/progress.py" <<'PY'
 import json, sys
-d, r, t, tlp, log_lines = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+d, r, t, tlp, log_lines, spans, cpu_us = json.loads(sys.argv[1]), *sys.argv[2:8]
 if "throughput_rps" not in d:
     print(f"round {r} {t:>13}: {d}", file=sys.stderr)
     sys.exit()
@@ -227,6 +265,11 @@ line = (f"round {r} {t:>13}: {d['throughput_rps']:>10,.0f} req/s  p50 {d['p50_us
         f"p99 {d['p99_us']:>6} us  p99.9 {d['p999_us']:>6} us  TCP loss probes {tlp}")
 if log_lines != "null":
     line += f"  access log lines {int(log_lines):,}"
+if cpu_us != "null":
+    line += f"  proxy CPU {cpu_us} us/request"
+if spans != "null":
+    sp = json.loads(spans)
+    line += f"  spans so far: exported {sp['exported']:,}, dropped {sp['dropped']:,}"
 if d["errors"] + d["mismatched"] + d["failed_connections"]:
     line += (f"  FAILED: errors {d['errors']}, mismatched {d['mismatched']}, "
              f"failed connections {d['failed_connections']}")
@@ -236,19 +279,46 @@ for r in $(seq 1 "$rounds"); do
   for i in $(seq 0 $((n - 1))); do
     t=${order[$(((i + r - 1) % n))]}
     tlp_count -n
+    cpu0=$(proc_cpu "$t")
     line=$(loadgen "${port[$t]}" "$duration" --warmup "$warmup" --json)
+    cpu1=$(proc_cpu "$t")
     tlp=$(tlp_count)
+    # The proxy's CPU time per request (user + system, every thread, warm-up included in both):
+    # steadier than throughput on a shared machine.
+    cpu_us=null
+    if [ -n "$cpu0" ] && [ -n "$cpu1" ]; then
+      cpu_us=$(python3 -c 'import json, sys
+d = json.loads(sys.argv[1]); ticks = int(sys.argv[2]) - int(sys.argv[3]); hz = int(sys.argv[4])
+total = d["requests"] * (d["warmup_s"] + d["duration_s"]) / d["duration_s"] if d.get("requests") else 0
+print(round(ticks * 1e6 / hz / total, 3) if total else "null")' "$line" "$cpu1" "$cpu0" "$(getconf CLK_TCK)" 2>/dev/null || echo null)
+    fi
     [ -n "$line" ] || line='{"error": "loadgen printed nothing"}'
     log_lines=null
+    spans=null
+    case $t in metaproxy-trace*)
+      # The exporter's counters so far (cumulative over the rounds): exported, dropped.
+      spans=$(python3 - "${admin_port[$t]}" <<'PY' || echo null
+import json, sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=3).read().decode()
+got = {"exported": 0, "dropped": 0}
+for l in text.splitlines():
+    if l.startswith("metaproxy_tracing_spans_exported_total"):
+        got["exported"] += int(float(l.rsplit(None, 1)[-1]))
+    elif l.startswith("metaproxy_tracing_spans_dropped_total"):
+        got["dropped"] += int(float(l.rsplit(None, 1)[-1]))
+print(json.dumps(got))
+PY
+      ) ;;
+    esac
     if [ "$t" = metaproxy-log ]; then
       # Lines written (a sanity check that the log is on), then empty the files: the process
       # appends, so they stay small. Includes the warm-up and the drain after the window.
       log_lines=$(cat "${access_log_files[@]}" 2>/dev/null | wc -l || true)
       for f in "${access_log_files[@]}"; do [ -f "$f" ] && : >"$f"; done
     fi
-    printf '{"round": %d, "target": "%s", "tcp_loss_probes": %s, "access_log_lines": %s, "result": %s}\n' \
-      "$r" "$t" "${tlp:-null}" "$log_lines" "$line" >>"$work/rounds.jsonl"
-    python3 "$work/progress.py" "$line" "$r" "$t" "${tlp:-?}" "$log_lines"
+    printf '{"round": %d, "target": "%s", "tcp_loss_probes": %s, "access_log_lines": %s, "spans": %s, "cpu_us_per_request": %s, "result": %s}\n' \
+      "$r" "$t" "${tlp:-null}" "$log_lines" "$spans" "$cpu_us" "$line" >>"$work/rounds.jsonl"
+    python3 "$work/progress.py" "$line" "$r" "$t" "${tlp:-?}" "$log_lines" "$spans" "$cpu_us"
   done
 done
 
@@ -268,7 +338,8 @@ def med(target, field):
 names = {"direct": "direct", "haproxy": "HAProxy (TCP, nbthread 1)", "metaproxy": "metaproxy (log off)",
          "metaproxy-log": "metaproxy (log on)", "envoy-dubbo": "Envoy dubbo_proxy",
          "envoy-generic": "Envoy generic_proxy (dubbo)", "envoy-generic-bound": "Envoy generic_proxy, bound",
-         "envoy-thrift": "Envoy thrift_proxy"}
+         "envoy-thrift": "Envoy thrift_proxy", "metaproxy-trace1": "metaproxy (tracing 1%)",
+         "metaproxy-trace100": "metaproxy (tracing 100%)"}
 summary = {}
 print(f"\n{protocol}, {conns} connections x {inflight} in flight, {payload}-byte payloads, "
       f"{warmup} warm-up + {duration} x {rounds} rounds\n(medians; spread = (max-min)/median of req/s; "
@@ -299,6 +370,8 @@ ratios = {
     "metaproxy/haproxy": ratio("metaproxy", "haproxy"),
     "metaproxy_log/haproxy": ratio("metaproxy-log", "haproxy"),
     "metaproxy_log/metaproxy": ratio("metaproxy-log", "metaproxy"),
+    "metaproxy_trace1/metaproxy": ratio("metaproxy-trace1", "metaproxy"),
+    "metaproxy_trace100/metaproxy": ratio("metaproxy-trace100", "metaproxy"),
     "metaproxy/envoy_generic": ratio("metaproxy", "envoy-generic"),
     "metaproxy/envoy_generic_bound": ratio("metaproxy", "envoy-generic-bound"),
     f"metaproxy/envoy_{native_name}": ratio("metaproxy", envoy_native),
@@ -310,6 +383,28 @@ if any(v is not None for v in ratios.values()):
 for k, v in ratios.items():
     if v is not None:
         print(f"  {k:<32} {v:6.2f}x")
+
+# The proxy's CPU time per request (metaproxy targets): medians, and ratios to metaproxy's.
+cpu = {}
+for t in targets:
+    xs = [x["cpu_us_per_request"] for x in runs if x["target"] == t and x.get("cpu_us_per_request") is not None]
+    if xs:
+        cpu[t] = statistics.median(xs)
+        summary[t]["cpu_us_per_request"] = cpu[t]
+if cpu:
+    print("\nproxy CPU time per request (user + system, all threads; medians):")
+    for t, us in cpu.items():
+        rel = f"  ({us / cpu['metaproxy']:.2f}x metaproxy)" if cpu.get("metaproxy") and t != "metaproxy" else ""
+        print(f"  {names[t]:<29} {us:6.3f} us{rel}")
+
+# Tracing targets: what their exporters did over every round (warm-ups included).
+for t in targets:
+    sp = [x["spans"] for x in runs if x["target"] == t and x.get("spans")]
+    if sp:
+        total = sp[-1]["exported"] + sp[-1]["dropped"]
+        share = f" ({sp[-1]['dropped'] / total:.0%} dropped)" if total else ""
+        print(f"{names[t]}: spans exported {sp[-1]['exported']:,}, dropped {sp[-1]['dropped']:,}{share}")
+        summary[t]["spans"] = sp[-1]
 
 # Validity: per round direct/haproxy, then the median over the rounds.
 per_round = []

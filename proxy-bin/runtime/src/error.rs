@@ -72,6 +72,9 @@ pub enum RuntimeError {
     /// The access log could not be started.
     #[error("access log: {0}")]
     AccessLog(#[source] AccessLogError),
+    /// A span exporter could not be started.
+    #[error("tracing: {0}")]
+    Tracing(#[source] metaproxy_tracing::TracingError),
     /// `--codec-options` is not JSON.
     #[error("--codec-options is not valid JSON: {0}")]
     CodecOptions(#[source] serde_json::Error),

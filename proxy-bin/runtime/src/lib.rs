@@ -20,6 +20,7 @@
 //! * [`admin`]: the admin API (`/ready`, `/metrics`, `/config_dump`, `/clusters`,
 //!   `POST /healthcheck/fail|ok`); [`stats`]: the counters and histograms behind the metrics.
 //! * [`cli`]: the command line; [`inspect`]: the capture inspector.
+//! * [`trace`]: distributed tracing's span exporters (per-request work in the workers).
 //!
 //! `docs/ARCHITECTURE.md` describes the worker model and a request's life through it.
 
@@ -36,6 +37,7 @@ mod protocol;
 mod registry;
 pub mod server;
 pub mod stats;
+pub mod trace;
 pub mod upstream;
 mod worker;
 

@@ -51,6 +51,8 @@ pub struct ListenerSpec {
     pub max_buffered_bytes: usize,
     /// What the listener's connections use of those budgets now.
     pub usage: ListenerUsage,
+    /// Distributed tracing (`None`: off, and a request costs one branch).
+    pub tracing: Option<metaproxy_tracing::TracingSpec>,
 }
 
 /// A listener's use of its budgets, over every worker: updated when a connection opens or
@@ -125,6 +127,8 @@ pub struct Shared {
     pub drain_timeout: Duration,
     /// Per-worker listener counters, by listener name.
     pub listener_stats: Vec<(Arc<str>, Arc<PerWorker<ListenerStats>>)>,
+    /// The span exporters of the listeners that trace.
+    pub tracing: Arc<crate::trace::Tracers>,
 }
 
 /// A worker's own context, handed to [`Protocol::serve`]: not `Send`, it never leaves the thread.

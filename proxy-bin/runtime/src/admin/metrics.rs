@@ -320,6 +320,7 @@ impl Collector for ProxyCollector {
             MetricType::Info,
         )?;
         info.encode_info(&[("version", state.version.as_str())])?;
+        state.shared.tracing.encode_metrics(&mut enc)?;
         Ok(())
     }
 }

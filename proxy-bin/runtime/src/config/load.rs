@@ -17,6 +17,7 @@ use super::model::{AccessLogConfig, Config};
 pub use crate::error::LoadError;
 use crate::plan::{ListenerSpec, ListenerUsage};
 use crate::registry::Registry;
+use crate::upstream::zookeeper::{DiscoverySpec, RegisterSpec};
 use crate::upstream::{ClusterSpec, DnsSpec, EndpointSpec, HealthCheckSpec, Limits, OutlierSpec};
 
 /// The longest route timeout: the workers' timer wheels reach about two years ahead, and nobody
@@ -82,6 +83,10 @@ pub struct ProxyConfig {
     pub listeners: Vec<ListenerSpec>,
     /// Clusters, in file order.
     pub clusters: Vec<ClusterSpec>,
+    /// Clusters whose endpoints a ZooKeeper registry lists (`clusters[].registry`).
+    pub discovery: Vec<DiscoverySpec>,
+    /// Listeners registered in ZooKeeper (`listeners[].register`).
+    pub registrations: Vec<RegisterSpec>,
 }
 
 struct Ctx<'a> {
@@ -144,6 +149,8 @@ pub fn load_str(text: &str, file: &str, registry: &Registry) -> Result<ProxyConf
     let cx = Ctx { file };
     let clusters = clusters(&cx, &raw)?;
     let listeners = listeners(&cx, &raw, registry, &clusters)?;
+    let discovery = super::zookeeper::discovery(&raw, file)?;
+    let registrations = super::zookeeper::registrations(&raw, file)?;
     let workers = match &raw.workers {
         Some(w) if w.value == 0 => return Err(cx.err(w, "workers", "must be at least 1")),
         Some(w) => w.value,
@@ -175,6 +182,8 @@ pub fn load_str(text: &str, file: &str, registry: &Registry) -> Result<ProxyConf
         access_log,
         listeners,
         clusters,
+        discovery,
+        registrations,
     })
 }
 
@@ -210,8 +219,8 @@ fn clusters(cx: &Ctx<'_>, raw: &Config) -> Result<Vec<ClusterSpec>, LoadError> {
                 Some(DnsSpec { address: d.value.address.clone(), refresh, labels: d.value.labels.clone() })
             }
         };
-        if endpoints.is_empty() && dns.is_none() {
-            return Err(cx.err(c, at, "needs `endpoints` or `dns`"));
+        if endpoints.is_empty() && dns.is_none() && v.registry.is_none() {
+            return Err(cx.err(c, at, "needs `endpoints`, `dns` or `registry`"));
         }
         let mut subsets = BTreeMap::new();
         for (j, s) in v.subsets.iter().enumerate() {
@@ -466,6 +475,10 @@ fn listeners(
         let max_connections = at_least_one(&v.max_connections, "max_connections")?;
         let max_buffered_bytes =
             at_least_one(&v.max_buffered_bytes, "max_buffered_bytes")?.unwrap_or(DEFAULT_MAX_BUFFERED_BYTES);
+        let tracing = match &v.tracing {
+            None => None,
+            Some(t) => t.value.validate().map_err(|e| cx.err(t, format!("{at}.tracing.{}", e.field), e.message))?,
+        };
         out.push(ListenerSpec {
             name: Arc::from(v.name.as_str()),
             address,
@@ -478,6 +491,7 @@ fn listeners(
             max_connections,
             max_buffered_bytes,
             usage: ListenerUsage::default(),
+            tracing,
         });
     }
     Ok(out)

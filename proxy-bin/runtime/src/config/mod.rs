@@ -2,5 +2,6 @@
 
 mod load;
 pub mod model;
+mod zookeeper;
 
 pub use load::{load_file, load_str, ConfigVersion, LoadError, ProxyConfig, DEFAULT_ADMIN_ADDRESS};

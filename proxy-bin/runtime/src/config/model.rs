@@ -11,6 +11,8 @@
 //!     protocol: dubbo
 //!     codec: {}
 //!     filters: []
+//!     register: { zookeeper: ["127.0.0.1:2181"], interfaces: [com.example.DemoService] }  # optional
+//!     tracing: { endpoint: "http://127.0.0.1:4317", protocol: grpc, sample_ratio: 0.01, service_name: metaproxy }
 //!     routes:
 //!       - name: batchjob
 //!         match: [{ key: batchjob, exact: "true" }]
@@ -24,6 +26,8 @@
 //!     endpoints:
 //!       - { address: 127.0.0.1:20881, labels: { service_group: user } }
 //!       - { address: 127.0.0.1:20882, labels: { service_group: batchjob } }
+//!     # and/or the providers a ZooKeeper registry lists (Dubbo's layout), labelled by their URLs:
+//!     registry: { zookeeper: ["127.0.0.1:2181/backend"], interface: com.example.DemoService }
 //!     subsets:
 //!       - { name: user, labels: { service_group: user } }
 //!       - { name: batchjob, labels: { service_group: batchjob } }
@@ -35,6 +39,7 @@ use std::collections::BTreeMap;
 
 use metaprotocol_core::route::RouteSpec;
 pub use metaproxy_access_log::AccessLogConfig;
+pub use metaproxy_tracing::TracingConfig;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -93,6 +98,9 @@ pub struct ListenerConfig {
     /// Routes, first match wins.
     #[serde(default)]
     pub routes: Vec<Spanned<RouteSpec>>,
+    /// Register the listener in a ZooKeeper registry as a Dubbo provider of these interfaces.
+    #[serde(default)]
+    pub register: Option<Spanned<RegisterConfig>>,
     /// Most requests in flight on one downstream connection before it stops reading (default 1024).
     #[serde(default)]
     pub max_requests_per_connection: Option<usize>,
@@ -112,6 +120,10 @@ pub struct ListenerConfig {
     /// the connections holding large incomplete frames have them refused (default 128 MiB).
     #[serde(default)]
     pub max_buffered_bytes: Option<Spanned<usize>>,
+    /// Distributed tracing: spans of this listener's requests exported over OTLP, and trace
+    /// context read from and written to the requests' key/values (off when absent).
+    #[serde(default)]
+    pub tracing: Option<Spanned<TracingConfig>>,
 }
 
 /// `listeners[].filters[]`.
@@ -143,6 +155,9 @@ pub struct ClusterConfig {
     /// Endpoints found by resolving a DNS name, re-resolved periodically.
     #[serde(default)]
     pub dns: Option<Spanned<DnsConfig>>,
+    /// Endpoints found in a ZooKeeper registry (Dubbo's layout), watched live.
+    #[serde(default)]
+    pub registry: Option<Spanned<RegistryConfig>>,
     /// Named subsets of endpoints, selected by labels.
     #[serde(default)]
     pub subsets: Vec<Spanned<SubsetConfig>>,
@@ -237,6 +252,80 @@ pub struct DnsConfig {
     /// Labels given to every resolved endpoint.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+/// `clusters[].registry`: the providers of a Dubbo interface listed in ZooKeeper
+/// (`<root>/<interface>/providers/<URL-encoded provider URL>`), each an endpoint labelled with
+/// its URL parameters.
+///
+/// ```yaml
+/// registry: { zookeeper: ["127.0.0.1:2181/backend"], interface: com.example.DemoService }
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// The ensemble, `host:port` each; an entry may end with a chroot (`127.0.0.1:2181/backend`).
+    pub zookeeper: Vec<String>,
+    /// The Dubbo interface whose providers are the endpoints.
+    pub interface: String,
+    /// The registry's root node (default `/dubbo`).
+    #[serde(default)]
+    pub root: Option<String>,
+    /// Providers of this protocol are endpoints, others are skipped (default `dubbo`).
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// The ZooKeeper session timeout asked for (default 10s; the server bounds it).
+    #[serde(default)]
+    pub session_timeout: Option<String>,
+    /// How long the start waits for the first list of providers (default 5s; `0s`: not at all).
+    #[serde(default)]
+    pub initial_fetch_timeout: Option<String>,
+    /// When ZooKeeper lists no provider at all, keep the last ones (default true, as Dubbo's
+    /// empty protection).
+    #[serde(default)]
+    pub empty_protection: Option<bool>,
+}
+
+/// `listeners[].register`: the listener as a Dubbo provider in ZooKeeper, one ephemeral node per
+/// interface, so that clients discovering providers there call the proxy.
+///
+/// ```yaml
+/// register: { zookeeper: ["127.0.0.1:2181"], interfaces: [com.example.DemoService] }
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterConfig {
+    /// The ensemble, `host:port` each; an entry may end with a chroot (`127.0.0.1:2181/frontend`).
+    pub zookeeper: Vec<String>,
+    /// The interfaces to register.
+    pub interfaces: Vec<String>,
+    /// The `methods` parameter (default: the methods the interface's discovered providers list,
+    /// else `*`).
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// The `version` parameter (default: the one all discovered providers of the interface have,
+    /// else none).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The `group` parameter (default none).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// The `application` parameter (default `metaproxy`).
+    #[serde(default)]
+    pub application: Option<String>,
+    /// The address written, `ip` or `ip:port` (default: the listener's address, or when it is
+    /// bound to every interface, the local address toward ZooKeeper).
+    #[serde(default)]
+    pub advertise_address: Option<String>,
+    /// More URL parameters (`weight`, …).
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    /// The registry's root node (default `/dubbo`).
+    #[serde(default)]
+    pub root: Option<String>,
+    /// The ZooKeeper session timeout asked for (default 10s; the server bounds it).
+    #[serde(default)]
+    pub session_timeout: Option<String>,
 }
 
 /// `clusters[].subsets[]`.

@@ -19,6 +19,7 @@ use crate::admin::{self, AdminState};
 use crate::config::ProxyConfig;
 use crate::plan::{ListenerRun, Protocol, Shared};
 use crate::stats::{ListenerStats, PerWorker};
+use crate::upstream::zookeeper::ZooKeeper;
 use crate::upstream::{dns, health, outlier, SharedCluster};
 use crate::RuntimeError;
 
@@ -35,6 +36,8 @@ pub struct Running {
     admin_task: Option<tokio::task::JoinHandle<()>>,
     access_log: Option<AccessLogWriter>,
     access_log_stats: Arc<AccessLogStats>,
+    /// The ZooKeeper registrations, which delete their nodes when the drain starts.
+    registrations: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -76,9 +79,16 @@ impl Running {
             let _ = w.done.await;
             let _ = tokio::task::spawn_blocking(move || w.thread.join()).await;
         }
+        // Deregistered from ZooKeeper (bounded), so clients no longer pick a proxy that is gone.
+        for task in std::mem::take(&mut self.registrations) {
+            let _ = task.await;
+        }
         if let Some(writer) = self.access_log.take() {
             let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
         }
+        // The workers' tracers are gone with the workers: the exporters send what is queued.
+        let tracers = self.shared.tracing.clone();
+        let _ = tokio::task::spawn_blocking(move || tracers.shutdown()).await;
         let _ = self.admin_stop.send(true);
         if let Some(task) = self.admin_task.take() {
             let _ = task.await;
@@ -135,6 +145,7 @@ pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
     let writer = AccessLogWriter::start(&config.access_log).map_err(RuntimeError::AccessLog)?;
     let access_log_stats = writer.stats();
     // Span exporters start before the workers, which each take a tracer per listener.
+    let tracers = Arc::new(crate::trace::Tracers::start(&config.listeners)?);
     let workers = config.workers.max(1);
     let mut runs: Vec<Vec<ListenerRun>> = (0..workers).map(|_| Vec::new()).collect();
     let mut addresses = Vec::new();
@@ -153,11 +164,22 @@ pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
             worker.push(ListenerRun { spec: spec.clone(), socket, stats: stats.register() });
         }
     }
+    // ZooKeeper discovery starts before the workers, its first lists awaited (as DNS answers are)
+    // so the first requests find endpoints; registration waits until the workers serve.
+    let zookeeper = ZooKeeper::discover(
+        &clusters,
+        std::mem::take(&mut config.discovery),
+        std::mem::take(&mut config.registrations),
+        &addresses,
+        shutdown_rx.clone(),
+    )
+    .await;
     let shared = Arc::new(Shared {
         clusters,
         shutdown: shutdown_rx.clone(),
         drain_timeout: config.drain_timeout,
         listener_stats,
+        tracing: tracers,
     });
     let process_open = Arc::new(AtomicUsize::new(0));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -183,6 +205,7 @@ pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
         let _ = shutdown.send(true);
         return Err(e);
     }
+    let registrations = zookeeper.register();
     let (admin_stop, admin_stop_rx) = watch::channel(false);
     let (admin, admin_task) = match config.admin {
         None => (None, None),
@@ -211,6 +234,7 @@ pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
         admin_task,
         access_log: Some(writer),
         access_log_stats,
+        registrations,
     })
 }
 

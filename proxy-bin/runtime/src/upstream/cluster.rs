@@ -20,6 +20,8 @@ use crate::stats::{ClusterStats, Gauge, PerWorker};
 
 /// Virtual nodes per endpoint on the hash ring.
 const RING_REPLICAS: u64 = 100;
+/// An endpoint's weight when its labels give none: Dubbo's default provider weight.
+pub const DEFAULT_WEIGHT: u32 = 100;
 
 /// An endpoint's health as active health checking sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +73,9 @@ pub struct SharedEndpoint {
     pub open_connections: AtomicUsize,
     /// Requests in flight to it: one gauge per worker pool, each written by its worker only.
     pub in_flight: PerWorker<Gauge>,
+    /// Its load-balancing weight: its `weight` label (Dubbo's provider parameter) when that is a
+    /// number, else 100 (Dubbo's default). Shares of traffic follow the weights.
+    pub weight: u32,
     health: AtomicU8,
     // Milliseconds since the cluster's epoch until which the endpoint is ejected (0: never was).
     pub(super) ejected_until: AtomicU64,
@@ -88,6 +93,7 @@ impl SharedEndpoint {
             labels: spec.labels.clone(),
             open_connections: AtomicUsize::new(0),
             in_flight: PerWorker::default(),
+            weight: spec.labels.get("weight").and_then(|w| w.trim().parse().ok()).unwrap_or(DEFAULT_WEIGHT),
             health: AtomicU8::new(Health::Unchecked.to_u8()),
             ejected_until: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
@@ -140,6 +146,8 @@ pub struct EndpointSet {
     pub rings: Vec<Vec<(u64, usize)>>,
     /// The cluster's `healthy_panic_threshold` (percent).
     pub panic_threshold: u8,
+    /// True when the endpoints' weights differ: load balancing then follows them.
+    pub weighted: bool,
 }
 
 impl EndpointSet {
@@ -258,8 +266,14 @@ impl SharedCluster {
                 rings.push(ring);
             }
         }
-        let set =
-            Arc::new(EndpointSet { endpoints, subsets, rings, panic_threshold: self.spec.healthy_panic_threshold });
+        let weighted = endpoints.first().is_some_and(|f| endpoints.iter().any(|e| e.weight != f.weight));
+        let set = Arc::new(EndpointSet {
+            endpoints,
+            subsets,
+            rings,
+            panic_threshold: self.spec.healthy_panic_threshold,
+            weighted,
+        });
         if let Ok(mut slot) = self.set.write() {
             *slot = set;
         }
@@ -285,10 +299,7 @@ impl SharedCluster {
     /// A connection to `endpoint` could not be opened (refused or timed out): one error for
     /// outlier detection, which ejects the endpoint once it has `consecutive_errors` in a row (and
     /// does nothing when the cluster has no `outlier_detection`).
-    ///
-    /// The worker's connection task calls this under its old name; a connect failure no longer
-    /// ejects by itself.
-    pub fn eject(&self, endpoint: &SharedEndpoint) {
+    pub fn connect_failed(&self, endpoint: &SharedEndpoint) {
         self.outlier_error(endpoint);
     }
 

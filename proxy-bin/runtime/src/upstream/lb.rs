@@ -57,6 +57,13 @@ pub fn pick(
         return None;
     }
     let nth = |k: usize| (0..count).filter_map(member).filter(|&i| is_candidate(i)).nth(k % n);
+    // Endpoints of unequal weights (Dubbo's `weight`): shares follow the weights.
+    if set.weighted && input.policy != LbPolicy::RingHash {
+        let candidates = (0..count).filter_map(member).filter(|&i| is_candidate(i));
+        if let Some(i) = weighted(set, input, round_robin, &load, candidates) {
+            return Some(i);
+        }
+    }
     match (input.policy, input.hash) {
         (LbPolicy::RingHash, Some(h)) => {
             let ring_index = input.subset.map_or(0, |s| s + 1);
@@ -84,6 +91,51 @@ pub fn pick(
             }
         }
         _ => nth(input.random as usize),
+    }
+}
+
+/// The weighted pick among `candidates` (indexes into `set.endpoints`), Envoy-style: random is
+/// drawn along the candidates' total weight; round robin takes the k-th point of a
+/// low-discrepancy sequence (`frac(k·φ)`) along it, so each endpoint's share follows its weight,
+/// spread evenly, with no per-endpoint state; least request draws two candidates by weight and
+/// keeps the one with fewer requests in flight per unit of weight. `None` when every candidate
+/// weighs 0 (the caller then picks as if unweighted).
+fn weighted(
+    set: &EndpointSet,
+    input: PickInput,
+    round_robin: &mut usize,
+    load: &impl Fn(usize) -> usize,
+    candidates: impl Iterator<Item = usize> + Clone,
+) -> Option<usize> {
+    let weight = |i: usize| set.endpoints.get(i).map_or(0, |e| u64::from(e.weight));
+    let total: u64 = candidates.clone().map(weight).sum();
+    if total == 0 {
+        return None;
+    }
+    // The candidate at `point` (below `total`) along the weights laid end to end.
+    let at = |point: u64| {
+        let mut end = 0;
+        candidates.clone().find(|&i| {
+            end += weight(i);
+            point < end
+        })
+    };
+    // `x` scaled from [0, 2^64) to [0, total).
+    let scaled = |x: u64| ((u128::from(x) * u128::from(total)) >> 64) as u64;
+    match input.policy {
+        LbPolicy::RoundRobin => {
+            let k = *round_robin as u64;
+            *round_robin = round_robin.wrapping_add(1);
+            at(scaled(k.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        }
+        LbPolicy::LeastRequest => {
+            let a = at(scaled(input.random))?;
+            let b = at(scaled(metaprotocol_core::route::mix64(input.random)))?;
+            // load(b) / weight(b) < load(a) / weight(a), counting the request about to go.
+            let cost = |i: usize, other: usize| (load(i) as u128 + 1) * u128::from(weight(other));
+            Some(if cost(b, a) < cost(a, b) { b } else { a })
+        }
+        _ => at(scaled(input.random)),
     }
 }
 
@@ -190,5 +242,114 @@ mod tests {
         let c = cluster(LbPolicy::Random, 1);
         let set = c.endpoints();
         assert_eq!(pick(&set, input(LbPolicy::Random, Some(0), 7), &mut 0, |_| 0), None);
+    }
+
+    /// A cluster like [`cluster`]'s whose endpoints have these `weight` labels (`None`: no label).
+    fn weighted_cluster(policy: LbPolicy, weights: &[Option<&str>]) -> Arc<SharedCluster> {
+        let base = cluster(policy, 1);
+        let endpoints = weights
+            .iter()
+            .zip(1u16..)
+            .map(|(w, i)| EndpointSpec {
+                address: ([127, 0, 0, 1], 2000 + i).into(),
+                labels: w.map(|w| BTreeMap::from([("weight".to_string(), w.to_string())])).unwrap_or_default(),
+            })
+            .collect();
+        SharedCluster::new(ClusterSpec { endpoints, ..base.spec.clone() })
+    }
+
+    fn counts(picks: impl Iterator<Item = Option<usize>>, n: usize) -> Vec<usize> {
+        let mut c = vec![0; n];
+        for p in picks {
+            c[p.expect("a pick")] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn weights_are_read_from_labels() {
+        let c = weighted_cluster(LbPolicy::RoundRobin, &[Some("300"), None, Some("junk"), Some(" 7 ")]);
+        let set = c.endpoints();
+        let w: Vec<u32> = set.endpoints.iter().map(|e| e.weight).collect();
+        assert_eq!(w, [300, 100, 100, 7]);
+        assert!(set.weighted);
+        assert!(!weighted_cluster(LbPolicy::RoundRobin, &[Some("100"), None]).endpoints().weighted);
+    }
+
+    #[test]
+    fn weighted_round_robin_follows_weights_evenly() {
+        let c = weighted_cluster(LbPolicy::RoundRobin, &[Some("100"), Some("300")]);
+        let set = c.endpoints();
+        let mut rr = 0;
+        let picks: Vec<usize> =
+            (0..4000).map(|_| pick(&set, input(LbPolicy::RoundRobin, None, 0), &mut rr, |_| 0).unwrap()).collect();
+        let c = counts(picks.iter().map(|p| Some(*p)), 2);
+        assert!(c[0].abs_diff(1000) <= 5 && c[1].abs_diff(3000) <= 5, "{c:?}");
+        // Spread, not in bursts: the light endpoint never twice in a row, the heavy one at most
+        // five times in a row.
+        let mut run = 0;
+        for w in picks.windows(2) {
+            assert!(!(w[0] == 0 && w[1] == 0), "two picks of the light endpoint in a row");
+            run = if w[1] == 1 { run + 1 } else { 0 };
+            assert!(run <= 5, "a run of {run}");
+        }
+    }
+
+    #[test]
+    fn weighted_random_follows_weights() {
+        let c = weighted_cluster(LbPolicy::Random, &[Some("100"), Some("300")]);
+        let set = c.endpoints();
+        let mut rng = fastrand::Rng::with_seed(11);
+        let c = counts((0..40_000).map(|_| pick(&set, input(LbPolicy::Random, None, rng.u64(..)), &mut 0, |_| 0)), 2);
+        assert!(c[0].abs_diff(10_000) < 600, "{c:?}");
+    }
+
+    #[test]
+    fn weighted_least_request_weighs_load_by_weight() {
+        let c = weighted_cluster(LbPolicy::LeastRequest, &[Some("100"), Some("300")]);
+        let set = c.endpoints();
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut share = |busy_heavy: usize| {
+            let c = counts(
+                (0..20_000).map(|_| {
+                    let load = |i: usize| if i == 1 { busy_heavy } else { 0 };
+                    pick(&set, input(LbPolicy::LeastRequest, None, rng.u64(..)), &mut 0, load)
+                }),
+                2,
+            );
+            c[1] as f64 / 20_000.0
+        };
+        // Idle: the heavy one wins whenever it is drawn (1 - 0.25²).
+        let idle = share(0);
+        assert!((idle - 0.9375).abs() < 0.02, "{idle}");
+        // Ten in flight on the heavy one: (10+1)/300 > 1/100, the light one wins when drawn.
+        let busy = share(10);
+        assert!((busy - 0.5625).abs() < 0.02, "{busy}");
+    }
+
+    #[test]
+    fn zero_weights_subsets_and_ejections() {
+        // Weight 0 takes nothing while another weighs more; all 0 is as if unweighted.
+        let c = weighted_cluster(LbPolicy::Random, &[Some("0"), Some("100")]);
+        let set = c.endpoints();
+        assert!((0..200).all(|r| pick(&set, input(LbPolicy::Random, None, r * 7919), &mut 0, |_| 0) == Some(1)));
+        let c = weighted_cluster(LbPolicy::RoundRobin, &[Some("0"), Some("0")]);
+        let set = c.endpoints();
+        let mut rr = 0;
+        let c2 = counts((0..10).map(|_| pick(&set, input(LbPolicy::RoundRobin, None, 0), &mut rr, |_| 0)), 2);
+        assert_eq!(c2, [5, 5]);
+        // An ejected heavy endpoint leaves its share to the others.
+        let c = weighted_cluster(LbPolicy::RoundRobin, &[Some("100"), Some("900"), Some("100")]);
+        let set = c.endpoints();
+        c.eject_for(&set.endpoints[1], Duration::from_secs(5));
+        let now = c.now_ms();
+        let mut rr = 0;
+        let got = counts(
+            (0..100)
+                .map(|_| pick(&set, PickInput { now_ms: now, ..input(LbPolicy::RoundRobin, None, 0) }, &mut rr, |_| 0)),
+            3,
+        );
+        assert_eq!(got[1], 0, "{got:?}");
+        assert!(got[0].abs_diff(50) <= 2, "{got:?}");
     }
 }

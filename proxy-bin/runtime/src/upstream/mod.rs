@@ -11,6 +11,7 @@ pub mod health;
 pub mod lb;
 pub mod outlier;
 pub mod spec;
+pub mod zookeeper;
 
 pub use breaker::{Breaker, Resource};
 pub use cluster::{ClusterEvents, EndpointSet, Health, SharedCluster, SharedEndpoint};

@@ -216,7 +216,7 @@ mod tests {
         let c = SharedCluster::new(ClusterSpec { outlier_detection: None, ..cluster(1, 10).spec.clone() });
         let set = c.endpoints();
         for _ in 0..100 {
-            c.eject(&set.endpoints[0]);
+            c.connect_failed(&set.endpoints[0]);
         }
         assert!(SharedCluster::is_available(&set.endpoints[0], c.now_ms()));
     }

@@ -160,7 +160,7 @@ impl Drop for ConnectionTicket {
 
 /// Where a connection goes and what it counts against.
 pub(crate) struct ConnectionCtx {
-    /// The cluster (connect timeout, breaker, ejection).
+    /// The cluster (connect timeout, breaker, outlier detection).
     pub cluster: Arc<SharedCluster>,
     /// This worker's counters for it.
     pub stats: Arc<ClusterStats>,
@@ -205,13 +205,13 @@ pub(crate) async fn run<C: Codec, E: UpstreamEvents<C>>(
         }
         Ok(Err(source)) => {
             stats.upstream_cx_connect_fail.inc();
-            cluster.eject(&endpoint);
+            cluster.connect_failed(&endpoint);
             UpstreamError::ConnectFailure { address, source: Arc::new(source) }
         }
         Err(_) => {
             stats.upstream_cx_connect_fail.inc();
             stats.upstream_cx_connect_timeout.inc();
-            cluster.eject(&endpoint);
+            cluster.connect_failed(&endpoint);
             UpstreamError::ConnectTimeout { address }
         }
     };

@@ -128,6 +128,9 @@ pub(crate) struct Exchange<C: Codec> {
     pub upstream: Option<SocketAddr>,
     /// When it was decoded.
     pub started: Instant,
+    /// Its trace, when sampled (`worker::trace`): boxed, so an untraced request carries a null
+    /// pointer.
+    pub trace: Option<Box<super::trace::ExchangeTrace>>,
 }
 
 impl<C: Codec> Exchange<C> {
@@ -159,6 +162,7 @@ impl<C: Codec> Exchange<C> {
             try_timer: None,
             upstream: None,
             started,
+            trace: None,
         }
     }
 }

@@ -19,4 +19,6 @@ pub(crate) struct ListenerRt {
     pub stats: Arc<ListenerStats>,
     /// The worker's open connections.
     pub connections: Rc<Connections>,
+    /// This worker's tracer for the listener (`None`: tracing off).
+    pub tracing: Option<Rc<metaproxy_tracing::WorkerTracer>>,
 }

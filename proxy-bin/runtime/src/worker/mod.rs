@@ -24,6 +24,7 @@ mod pool;
 mod request;
 mod response;
 mod table;
+mod trace;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -54,8 +55,14 @@ pub(crate) fn serve<C: Codec>(
         .map_err(|source| RuntimeError::Routes { listener: run.spec.name.to_string(), source })?;
     let address = run.spec.address;
     let socket = TcpListener::from_std(run.socket).map_err(|source| RuntimeError::Bind { address, source })?;
-    let listener =
-        Rc::new(ListenerRt { spec: run.spec, routes, stats: run.stats, connections: scope.connections.clone() });
+    let tracing = trace::worker_tracer(scope, &run.spec);
+    let listener = Rc::new(ListenerRt {
+        spec: run.spec,
+        routes,
+        stats: run.stats,
+        connections: scope.connections.clone(),
+        tracing,
+    });
     let bound = Rc::new(Bound { engine, listener });
     tokio::task::spawn_local(accept::accept(bound, socket, scope.shared.shutdown.clone()));
     Ok(())

@@ -22,6 +22,7 @@ use super::engine::{
 use super::io::encode;
 use super::listener::ListenerRt;
 use super::pool::{self, Choice, ClusterPools, EndpointPool, LoadGuard};
+use super::trace::{ExchangeTrace, TryEnd};
 use crate::upstream::lb::{self, PickInput};
 use crate::upstream::{Resource, UpstreamError};
 
@@ -54,11 +55,14 @@ impl<C: Codec> Engine<C> {
         down.inner.borrow_mut().inflight += 1;
         listener.stats.downstream_rq_total.inc();
         listener.stats.downstream_rq_active.inc();
+        let trace = self.trace_start(listener, &ctx.request);
         let key = {
             let mut state = self.state.borrow_mut();
             let seq = next_seq(&mut state.next_seq);
             let sink = Sink::Client(down.clone());
-            state.inflight.insert(Exchange::new(seq, sink, listener.clone(), ctx, request, original_id, started))
+            let mut exchange = Exchange::new(seq, sink, listener.clone(), ctx, request, original_id, started);
+            exchange.trace = trace;
+            state.inflight.insert(exchange)
         };
         self.run_request_filters(key, 0, None);
     }
@@ -189,7 +193,8 @@ impl<C: Codec> Engine<C> {
                 resource: Resource::Pending,
             });
         }
-        match encode_into(&self.codec, &mut inner, key, ex) {
+        let traced = if ex.trace.is_some() { self.trace_try_begin(ex, conn.address) } else { None };
+        match encode_into(&self.codec, &mut inner, key, ex, traced.as_ref()) {
             Ok(id) => {
                 if pending_unit {
                     inner.pending += 1;
@@ -265,6 +270,9 @@ impl<C: Codec> Engine<C> {
             if let Some(t) = ex.try_timer.take() {
                 let _ = timers.try_remove(&t);
             }
+            if ex.trace.is_some() {
+                self.trace_try_end(ex, TryEnd::Failed(&error));
+            }
             let policy = ex.ctx.route.as_ref().map(|d| &d.route.retries);
             let allowed = ex.attempts < ex.max_tries
                 && error.retry_on().is_some_and(|on| policy.is_some_and(|p| p.retries_on(on)));
@@ -301,9 +309,10 @@ impl<C: Codec> Engine<C> {
             let variant = upstream_variant(&self.codec, ex);
             self.connection_for(&cluster, &ex.ctx, ex.hash, variant).and_then(|(_, conn)| {
                 ex.upstream = Some(conn.address);
+                let traced = if ex.trace.is_some() { self.trace_try_begin(ex, conn.address) } else { None };
                 let mut inner = conn.inner.borrow_mut();
                 let UpInner { encoder, out, .. } = &mut *inner;
-                encode(encoder, &ex.request, &ex.ctx.request_mutation, out)
+                encode(encoder, &ex.request, traced.as_ref().unwrap_or(&ex.ctx.request_mutation), out)
                     .map_err(|source| UpstreamError::Encode { source })?;
                 UpShared::wake(&mut inner);
                 cluster.stats.upstream_rq_total.inc();
@@ -351,6 +360,7 @@ impl<C: Codec> Engine<C> {
             );
             copy.cluster = Some(cluster);
             copy.hash = ex.hash;
+            copy.trace = ex.trace.as_deref().map(ExchangeTrace::for_mirror);
             copy.ticket = Some(ticket);
             let seq = copy.seq;
             let copy_key = inflight.insert(copy);
@@ -389,12 +399,15 @@ fn next_seq(next: &mut u64) -> u64 {
     *next
 }
 
-/// Gives request `key` an id on the connection and encodes it into the connection's buffer.
+/// Gives request `key` an id on the connection and encodes it into the connection's buffer, with
+/// `traced` (the request's mutation plus its trace context) in place of the request's mutation
+/// when it is traced.
 fn encode_into<C: Codec>(
     codec: &C,
     inner: &mut UpInner<C>,
     key: usize,
     ex: &mut Exchange<C>,
+    traced: Option<&metaprotocol_core::Mutation>,
 ) -> Result<u64, UpstreamError> {
     let full = || UpstreamError::Overflow {
         cluster: ex.cluster.as_ref().map_or_else(|| std::sync::Arc::from("-"), |c| c.shared.spec.name.clone()),
@@ -405,7 +418,7 @@ fn encode_into<C: Codec>(
     let UpInner { encoder, out, ids, .. } = inner;
     let encoded = codec
         .rewrite_request_id(&mut ex.request, id)
-        .and_then(|_| encode(encoder, &ex.request, &ex.ctx.request_mutation, out));
+        .and_then(|_| encode(encoder, &ex.request, traced.unwrap_or(&ex.ctx.request_mutation), out));
     match encoded {
         Ok(()) => Ok(id),
         Err(source) => {

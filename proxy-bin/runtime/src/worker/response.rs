@@ -13,6 +13,7 @@ use metaproxy_access_log::{Entry, Lookup};
 use super::connection::{UpShared, UpstreamEvents};
 use super::engine::{Engine, EngineState, Exchange, Outcome, Sink, Timer, TimerKind, DEFAULT_TIMEOUT};
 use super::io::encode;
+use super::trace::TryEnd;
 use crate::stats::response_class;
 use crate::upstream::UpstreamError;
 
@@ -59,6 +60,9 @@ impl<C: Codec> Engine<C> {
             }
             if let (Some(sent), Some(cluster)) = (ex.sent.take(), ex.cluster.as_ref()) {
                 sent._load.answered(cluster, self.now(), response.metadata.response_status);
+            }
+            if ex.trace.is_some() {
+                self.trace_try_end(ex, TryEnd::Response(&response.metadata));
             }
             if let Err(e) = self.codec.rewrite_request_id(&mut response, ex.original_id) {
                 drop(state);
@@ -256,6 +260,9 @@ impl<C: Codec> Engine<C> {
                         }
                         // The id went with the connection.
                         ex.sent = None;
+                        if ex.trace.is_some() {
+                            self.trace_try_end(ex, TryEnd::Failed(error));
+                        }
                         let shared_retry = reset && !ex.reset_retried && matches!(ex.sink, Sink::Client(_));
                         if shared_retry {
                             ex.reset_retried = true;
@@ -293,6 +300,9 @@ impl<C: Codec> Engine<C> {
     /// count of requests in flight. The caller then drops the exchange, which releases its
     /// circuit-breaker unit.
     pub(crate) fn finish(&self, ex: &Exchange<C>, outcome: Outcome, response: Option<&Metadata>) {
+        if ex.trace.is_some() {
+            self.trace_finish(ex, outcome, response);
+        }
         let listener = &ex.listener;
         let Sink::Client(down) = &ex.sink else { return };
         let stats = &listener.stats;

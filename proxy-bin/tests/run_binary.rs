@@ -217,3 +217,71 @@ fn accept_loops_back_off_at_the_descriptor_limit_instead_of_spinning() {
     let ticks_per_second = used as f64 / elapsed.as_secs_f64();
     assert!(ticks_per_second < 20.0, "{used} ticks of CPU in {elapsed:?} with accepts failing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_binary_reloads_its_file_and_keeps_serving_through_a_bad_one() {
+    use std::io::BufRead;
+    let a = provider::spawn(([127, 0, 0, 1], 0).into(), "a", Behavior::default()).await.unwrap();
+    let b = provider::spawn(([127, 0, 0, 1], 0).into(), "b", Behavior::default()).await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = |target: &str| {
+        format!(
+            "workers: 1\nadmin: {{ address: 127.0.0.1:{admin} }}\nlisteners:\n  - name: in\n    address: 127.0.0.1:{port}\n    protocol: dubbo\n    routes:\n      - name: all\n        route: {{ cluster: {target} }}\nclusters:\n  - {{ name: a, endpoints: [{{ address: \"{}\" }}] }}\n  - {{ name: b, endpoints: [{{ address: \"{}\" }}] }}\naccess_log: {{ enabled: false }}\n",
+            a.address, b.address
+        )
+    };
+    let cfg = write_config("reload.yaml", &text("a"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metaproxy"))
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| loop {
+        let line = lines.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("no `{needle}` logged"));
+        if line.contains(needle) {
+            return line;
+        }
+    };
+    wait_for("listening");
+    let client = Client::connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let served_by =
+        |m: metaproxy_demo_peers::client::DubboMessage| m.metadata.kvs.get_str("served-by").map(String::from);
+    assert_eq!(served_by(client.call("S", "m", "x", &[]).await.unwrap()).as_deref(), Some("a"));
+    // The file is rewritten: the next requests go to b, on the same connection.
+    std::fs::write(&cfg, text("b")).unwrap();
+    wait_for("configuration reloaded");
+    assert_eq!(served_by(client.call("S", "m", "x", &[]).await.unwrap()).as_deref(), Some("b"));
+    // A file that does not load: the error is logged with its line, the running one serves on.
+    std::fs::write(&cfg, text("a").replace("cluster: a", "cluster: nowhere")).unwrap();
+    let error = wait_for("not reloaded");
+    assert!(error.contains("reload.yaml:") && error.contains("nowhere"), "{error}");
+    assert_eq!(served_by(client.call("S", "m", "x", &[]).await.unwrap()).as_deref(), Some("b"));
+    // SIGHUP reloads the file as it is now.
+    std::fs::write(&cfg, text("a")).unwrap();
+    wait_for("configuration reloaded");
+    assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    wait_for("SIGHUP");
+    assert_eq!(served_by(client.call("S", "m", "x", &[]).await.unwrap()).as_deref(), Some("a"));
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    assert!(metrics.contains("metaproxy_config_reloads_total{result=\"rejected\"} 1"), "{metrics}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -69,6 +69,13 @@ pub enum RuntimeError {
         /// Why.
         source: ConfigError,
     },
+    /// A reloaded configuration changes what only a restart can change; the running one keeps
+    /// serving.
+    #[error("not reloaded, a restart is needed: {what}")]
+    ReloadNeedsRestart {
+        /// The setting that changed.
+        what: String,
+    },
     /// The access log could not be started.
     #[error("access log: {0}")]
     AccessLog(#[source] AccessLogError),

@@ -49,8 +49,8 @@ pub struct ListenerSpec {
     pub max_connections: Option<usize>,
     /// Most bytes held in the read buffers of the listener's connections, over every worker.
     pub max_buffered_bytes: usize,
-    /// What the listener's connections use of those budgets now.
-    pub usage: ListenerUsage,
+    /// What the listener's connections use of those budgets now (kept across reloads).
+    pub usage: Arc<ListenerUsage>,
     /// Distributed tracing (`None`: off, and a request costs one branch).
     pub tracing: Option<metaproxy_tracing::TracingSpec>,
 }
@@ -129,6 +129,21 @@ pub struct Shared {
     pub listener_stats: Vec<(Arc<str>, Arc<PerWorker<ListenerStats>>)>,
     /// The span exporters of the listeners that trace.
     pub tracing: Arc<crate::trace::Tracers>,
+    /// The listeners as configured now: a reload sends new specs, which every worker applies to
+    /// its next requests.
+    pub listener_specs: watch::Receiver<Vec<Arc<ListenerSpec>>>,
+    /// Workers that have not yet applied the last listener specs sent; each counts itself off
+    /// and notifies, so that a reload returns once every worker serves the new specs.
+    pub reload_pending: Arc<ReloadPending>,
+}
+
+/// See [`Shared::reload_pending`].
+#[derive(Debug, Default)]
+pub struct ReloadPending {
+    /// Workers still to apply.
+    pub workers: std::sync::atomic::AtomicUsize,
+    /// Notified as each worker is done.
+    pub applied: tokio::sync::Notify,
 }
 
 /// A worker's own context, handed to [`Protocol::serve`]: not `Send`, it never leaves the thread.
@@ -146,6 +161,8 @@ pub struct WorkerScope {
     pub connections: Rc<Connections>,
     /// The requests in flight of each engine, answered when a drain outlives its timeout.
     pub inflight: RefCell<Vec<Rc<dyn InFlight>>>,
+    /// The listeners this worker serves, which a reload updates.
+    pub listeners: RefCell<Vec<Rc<dyn ListenerSlot>>>,
 }
 
 /// A worker's requests in flight for one protocol, as the drain sees them.
@@ -153,6 +170,15 @@ pub trait InFlight {
     /// Answers every request still in flight with `reply` (a protocol-native error); returns how
     /// many there were.
     fn answer_all(&self, reply: &metaprotocol_core::LocalReply) -> usize;
+}
+
+/// A listener as one worker serves it, as a reload sees it.
+pub trait ListenerSlot {
+    /// The listener's name.
+    fn name(&self) -> Arc<str>;
+    /// Serves the next requests (on every connection, old and new) with `spec`: its routes,
+    /// filters and budgets. Requests already in flight finish with what they started with.
+    fn update(&self, spec: Arc<ListenerSpec>) -> Result<(), RuntimeError>;
 }
 
 /// A downstream connection as the worker's drain sees it.

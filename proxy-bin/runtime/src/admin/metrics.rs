@@ -319,7 +319,16 @@ impl Collector for ProxyCollector {
             None,
             MetricType::Info,
         )?;
-        info.encode_info(&[("version", state.version.as_str())])?;
+        let version = state.live.read().map(|l| l.version.clone()).unwrap_or_default();
+        info.encode_info(&[("version", version.as_str())])?;
+        let reloads = [("success", &state.reloads.success), ("rejected", &state.reloads.rejected)]
+            .map(|(r, n)| (vec![("result", r.to_string())], n.load(Ordering::Relaxed)));
+        counter(
+            &mut enc,
+            "metaproxy_config_reloads_total",
+            "Configuration reloads applied (success) or rejected, the running one kept (rejected).",
+            reloads.to_vec(),
+        )?;
         state.shared.tracing.encode_metrics(&mut enc)?;
         Ok(())
     }

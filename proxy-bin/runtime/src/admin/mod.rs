@@ -54,18 +54,36 @@ pub struct AdminState {
     pub access_log: Arc<AccessLogStats>,
     /// True once draining.
     pub draining: watch::Receiver<bool>,
-    /// The running configuration as `/config_dump` shows it (see [`dump::config_dump`]).
-    pub config: serde_json::Value,
-    /// The configuration's version (its hash), for `metaproxy_config_info`.
-    pub version: String,
+    /// The running configuration and its version, replaced by each reload.
+    pub live: Arc<std::sync::RwLock<LiveConfig>>,
+    /// Reloads applied and rejected.
+    pub reloads: Arc<ReloadStats>,
     /// Set by `POST /healthcheck/fail`, cleared by `POST /healthcheck/ok`.
     pub failing: AtomicBool,
 }
 
 impl std::fmt::Debug for AdminState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminState").field("version", &self.version).finish_non_exhaustive()
+        f.debug_struct("AdminState").finish_non_exhaustive()
     }
+}
+
+/// The configuration in force, as the admin API shows it.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// As `/config_dump` shows it (see [`dump::config_dump`]).
+    pub dump: serde_json::Value,
+    /// Its version (a hash of the file's text), for `metaproxy_config_info`.
+    pub version: String,
+}
+
+/// What reloads did (Envoy's `listener_manager.lds.update_success` / `update_rejected`).
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    /// Configurations applied.
+    pub success: std::sync::atomic::AtomicU64,
+    /// Configurations rejected (invalid, or needing a restart); the running one kept serving.
+    pub rejected: std::sync::atomic::AtomicU64,
 }
 
 /// What the handlers share.
@@ -168,7 +186,7 @@ async fn metrics(State(app): State<App>) -> Response {
 }
 
 async fn config_dump(State(app): State<App>) -> Json<serde_json::Value> {
-    Json(app.state.config.clone())
+    Json(app.state.live.read().map(|l| l.dump.clone()).unwrap_or_default())
 }
 
 async fn clusters(State(app): State<App>) -> Json<serde_json::Value> {

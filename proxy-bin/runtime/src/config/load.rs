@@ -490,7 +490,7 @@ fn listeners(
             frame_timeout,
             max_connections,
             max_buffered_bytes,
-            usage: ListenerUsage::default(),
+            usage: Arc::new(ListenerUsage::default()),
             tracing,
         });
     }

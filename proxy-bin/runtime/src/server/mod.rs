@@ -4,6 +4,8 @@
 //! [`start`] builds what the workers share, binds one `SO_REUSEPORT` socket per worker and
 //! listener, starts the workers and waits until each serves; [`Running::shutdown`] drains them.
 
+pub mod file_watch;
+mod reload;
 mod sockets;
 mod workers;
 
@@ -38,6 +40,8 @@ pub struct Running {
     access_log_stats: Arc<AccessLogStats>,
     /// The ZooKeeper registrations, which delete their nodes when the drain starts.
     registrations: Vec<tokio::task::JoinHandle<()>>,
+    /// What a reload compares with and replaces.
+    reloadable: reload::Reloadable,
 }
 
 impl Running {
@@ -114,6 +118,7 @@ pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
     );
     let (shutdown, shutdown_rx) = watch::channel(false);
     let checkers = health_check_protocols(&config);
+    let restart_keys = reload::RestartKeys::of(&config);
     // What `/config_dump` shows, made before the configuration is taken apart.
     let mut config_dump = admin::dump::config_dump(&config, &[]);
     let mut clusters = Vec::new();
@@ -174,12 +179,17 @@ pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
         shutdown_rx.clone(),
     )
     .await;
+    let (listener_specs, listener_specs_rx) = watch::channel(
+        runs.first().map_or_else(Vec::new, |r| r.iter().map(|run| run.spec.clone()).collect::<Vec<_>>()),
+    );
     let shared = Arc::new(Shared {
         clusters,
         shutdown: shutdown_rx.clone(),
         drain_timeout: config.drain_timeout,
         listener_stats,
         tracing: tracers,
+        listener_specs: listener_specs_rx,
+        reload_pending: Arc::default(),
     });
     let process_open = Arc::new(AtomicUsize::new(0));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -206,6 +216,15 @@ pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
         return Err(e);
     }
     let registrations = zookeeper.register();
+    let reloadable = reload::Reloadable {
+        keys: restart_keys,
+        specs: listener_specs,
+        live: Arc::new(std::sync::RwLock::new(admin::LiveConfig {
+            dump: config_dump,
+            version: config.version.hash.clone(),
+        })),
+        stats: Arc::default(),
+    };
     let (admin_stop, admin_stop_rx) = watch::channel(false);
     let (admin, admin_task) = match config.admin {
         None => (None, None),
@@ -215,8 +234,8 @@ pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
                 downstream: process_open.clone(),
                 access_log: access_log_stats.clone(),
                 draining: shutdown_rx.clone(),
-                config: config_dump,
-                version: config.version.hash.clone(),
+                live: reloadable.live.clone(),
+                reloads: reloadable.stats.clone(),
                 failing: AtomicBool::new(false),
             };
             let (bound, task) = admin::start(address, state, admin_stop_rx).await?;
@@ -235,6 +254,7 @@ pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
         access_log: Some(writer),
         access_log_stats,
         registrations,
+        reloadable,
     })
 }
 

@@ -80,6 +80,7 @@ async fn run(args: WorkerArgs) {
         engines: RefCell::default(),
         connections: Rc::new(Connections::new(process_open)),
         inflight: RefCell::default(),
+        listeners: RefCell::default(),
     };
     for run in runs {
         let protocol = run.spec.protocol.clone();
@@ -89,6 +90,25 @@ async fn run(args: WorkerArgs) {
         }
     }
     let _ = ready.send(Ok(()));
+    // Reloads: each new set of listener specs applies to this worker's next requests.
+    let slots: Vec<_> = scope.listeners.borrow().clone();
+    let mut specs = shared.listener_specs.clone();
+    let pending = shared.reload_pending.clone();
+    tokio::task::spawn_local(async move {
+        while specs.changed().await.is_ok() {
+            let next = specs.borrow_and_update().clone();
+            for slot in &slots {
+                let name = slot.name();
+                if let Some(spec) = next.iter().find(|s| s.name == name) {
+                    if let Err(error) = slot.update(spec.clone()) {
+                        tracing::error!(worker = id, %error, "cannot apply the reloaded listener");
+                    }
+                }
+            }
+            pending.workers.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            pending.applied.notify_waiters();
+        }
+    });
     if let Some(every) = flush_every {
         let log = scope.access_log.clone();
         tokio::task::spawn_local(async move {

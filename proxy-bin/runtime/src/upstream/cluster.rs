@@ -169,6 +169,8 @@ pub struct SharedCluster {
     /// Health checks and ejections, counted as they happen (rare events: not per request).
     pub events: ClusterEvents,
     set: RwLock<Arc<EndpointSet>>,
+    /// The subsets in force: the spec's, until a reload replaces them.
+    subsets: RwLock<BTreeMap<String, BTreeMap<String, String>>>,
     generation: AtomicU64,
     epoch: Instant,
     /// Held while deciding an ejection (only when an endpoint reaches its error threshold), so
@@ -208,6 +210,7 @@ impl SharedCluster {
             breaker: Breaker::new(spec.limits),
             stats: PerWorker::default(),
             set: RwLock::new(Arc::new(EndpointSet::default())),
+            subsets: RwLock::new(spec.subsets.clone()),
             generation: AtomicU64::new(0),
             epoch: Instant::now(),
             events: ClusterEvents::default(),
@@ -237,9 +240,8 @@ impl SharedCluster {
                     .unwrap_or_else(|| Arc::new(SharedEndpoint::new(e)))
             })
             .collect();
-        let subsets: Vec<(Arc<str>, Vec<usize>)> = self
-            .spec
-            .subsets
+        let definitions = self.subsets.read().map(|s| s.clone()).unwrap_or_default();
+        let subsets: Vec<(Arc<str>, Vec<usize>)> = definitions
             .iter()
             .map(|(name, labels)| {
                 let members = endpoints
@@ -278,6 +280,28 @@ impl SharedCluster {
             *slot = set;
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Replaces the subset definitions and the endpoint list (a reload): as
+    /// [`set_endpoints`](Self::set_endpoints), endpoints that stay keep their state and
+    /// connections.
+    pub fn reconfigure(&self, subsets: &BTreeMap<String, BTreeMap<String, String>>, endpoints: &[EndpointSpec]) {
+        if let Ok(mut s) = self.subsets.write() {
+            s.clone_from(subsets);
+        }
+        self.set_endpoints(endpoints);
+    }
+
+    /// Replaces the subset definitions, keeping the endpoints (a reload of a cluster whose
+    /// endpoints come from DNS).
+    pub fn set_subsets(&self, subsets: &BTreeMap<String, BTreeMap<String, String>>) {
+        let endpoints: Vec<EndpointSpec> = self
+            .endpoints()
+            .endpoints
+            .iter()
+            .map(|e| EndpointSpec { address: e.address, labels: e.labels.clone() })
+            .collect();
+        self.reconfigure(subsets, &endpoints);
     }
 
     /// The current endpoint set.

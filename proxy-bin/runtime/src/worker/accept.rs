@@ -3,25 +3,35 @@
 //! that accepted it), and [`Bound`]: a listener tied to its engine, which is what a client
 //! connection reports its requests to.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use metaprotocol_core::{Codec, Message};
+use metaprotocol_core::{Codec, Message, RouteTable};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::downstream::{self, DownShared, DownstreamEvents};
 use super::engine::Engine;
 use super::listener::ListenerRt;
-use crate::plan::Connections;
-use crate::stats::ListenerStats;
+use crate::plan::{ListenerSlot, ListenerSpec};
+use crate::RuntimeError;
 
 /// A listener and the engine that serves its requests.
 pub(crate) struct Bound<C: Codec> {
     /// The engine.
     pub engine: Rc<Engine<C>>,
-    /// The listener.
-    pub listener: Rc<ListenerRt>,
+    /// The listener as configured now: a reload swaps it, and each request keeps the one it
+    /// started with.
+    pub listener: RefCell<Rc<ListenerRt>>,
+}
+
+impl<C: Codec> Bound<C> {
+    /// The listener as configured now.
+    pub fn current(&self) -> Rc<ListenerRt> {
+        self.listener.borrow().clone()
+    }
 }
 
 impl<C: Codec> DownstreamEvents<C> for Bound<C> {
@@ -29,28 +39,42 @@ impl<C: Codec> DownstreamEvents<C> for Bound<C> {
         &self.engine.codec
     }
 
-    fn spec(&self) -> &crate::plan::ListenerSpec {
-        &self.listener.spec
+    fn listener(&self) -> Rc<ListenerRt> {
+        self.current()
     }
 
     fn now(&self) -> std::time::Instant {
         self.engine.now()
     }
 
-    fn stats(&self) -> &ListenerStats {
-        &self.listener.stats
-    }
-
-    fn connections(&self) -> &Connections {
-        &self.listener.connections
-    }
-
     fn tick(&self) {
         self.engine.tick();
     }
 
-    fn on_request(self: &Rc<Self>, down: &Rc<DownShared<C>>, request: Message<C::Layout>) {
-        self.engine.on_request(&self.listener, down, request);
+    fn on_request(self: &Rc<Self>, down: &Rc<DownShared<C>>, listener: &Rc<ListenerRt>, request: Message<C::Layout>) {
+        self.engine.on_request(listener, down, request);
+    }
+}
+
+impl<C: Codec> ListenerSlot for Bound<C> {
+    fn name(&self) -> Arc<str> {
+        self.listener.borrow().spec.name.clone()
+    }
+
+    fn update(&self, spec: Arc<ListenerSpec>) -> Result<(), RuntimeError> {
+        let routes = RouteTable::compile(&spec.routes)
+            .map_err(|source| RuntimeError::Routes { listener: spec.name.to_string(), source })?;
+        let current = self.current();
+        // The tracer stays: a change of `tracing` needs a restart (see server/reload.rs).
+        let next = ListenerRt {
+            spec,
+            routes,
+            stats: current.stats.clone(),
+            connections: current.connections.clone(),
+            tracing: current.tracing.clone(),
+        };
+        *self.listener.borrow_mut() = Rc::new(next);
+        Ok(())
     }
 }
 
@@ -60,12 +84,13 @@ pub(crate) async fn accept<C: Codec>(bound: Rc<Bound<C>>, socket: TcpListener, m
         tokio::select! {
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let spec = &bound.listener.spec;
+                    let listener = bound.current();
+                    let spec = &listener.spec;
                     let open = spec.usage.connections.fetch_add(1, Ordering::Relaxed) + 1;
                     if spec.max_connections.is_some_and(|max| open > max) {
                         // Over the listener's budget: closed at once, before anything is read.
                         spec.usage.connections.fetch_sub(1, Ordering::Relaxed);
-                        bound.listener.stats.downstream_cx_overflow.inc();
+                        listener.stats.downstream_cx_overflow.inc();
                         drop(stream);
                         continue;
                     }
@@ -73,12 +98,12 @@ pub(crate) async fn accept<C: Codec>(bound: Rc<Bound<C>>, socket: TcpListener, m
                 }
                 Err(error) => {
                     // Out of descriptors, usually: back off instead of spinning.
-                    tracing::warn!(%error, listener = %bound.listener.spec.name, "accept failed");
+                    tracing::warn!(%error, listener = %bound.name(), "accept failed");
                     tokio::time::sleep(crate::admin::ACCEPT_BACKOFF).await;
                 }
             },
             _ = shutdown.wait_for(|draining| *draining) => break,
         }
     }
-    tracing::debug!(listener = %bound.listener.spec.name, "stopped accepting");
+    tracing::debug!(listener = %bound.name(), "stopped accepting");
 }

@@ -29,25 +29,22 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use super::io::{encode, poll_read, poll_write};
-use crate::plan::{Connections, Drainable, ListenerSpec};
-use crate::stats::ListenerStats;
+use super::listener::ListenerRt;
+use crate::plan::Drainable;
 
 /// What a client connection needs from the listener that accepted it, and reports to it.
 pub(crate) trait DownstreamEvents<C: Codec> {
     /// The listener's configured codec (cloned for each connection).
     fn codec(&self) -> &C;
-    /// The listener's configuration and budgets.
-    fn spec(&self) -> &ListenerSpec;
+    /// The listener as configured now (a reload replaces it): its spec and budgets, this
+    /// worker's counters for it, the worker's open connections.
+    fn listener(&self) -> Rc<ListenerRt>;
     /// The time of the current batch of work (read by [`tick`](DownstreamEvents::tick)).
     fn now(&self) -> Instant;
-    /// The listener's counters in this worker.
-    fn stats(&self) -> &ListenerStats;
-    /// The worker's open connections.
-    fn connections(&self) -> &Connections;
     /// A batch of work starts (read the clock once).
     fn tick(&self);
-    /// A request (two-way, one-way or stream) was decoded on `down`.
-    fn on_request(self: &Rc<Self>, down: &Rc<DownShared<C>>, request: Message<C::Layout>);
+    /// A request (two-way, one-way or stream) was decoded on `down`, under `listener`.
+    fn on_request(self: &Rc<Self>, down: &Rc<DownShared<C>>, listener: &Rc<ListenerRt>, request: Message<C::Layout>);
 }
 
 /// Stop reading while this much output waits to be written.
@@ -197,12 +194,14 @@ pub(crate) async fn serve<C: Codec, E: DownstreamEvents<C>>(
             id
         }),
     });
-    let key = events.connections().insert(Rc::downgrade(&shared) as std::rc::Weak<dyn Drainable>);
-    events.stats().downstream_cx_total.inc();
-    events.stats().downstream_cx_active.inc();
+    let listener = events.listener();
+    let key = listener.connections.insert(Rc::downgrade(&shared) as std::rc::Weak<dyn Drainable>);
+    listener.stats.downstream_cx_total.inc();
+    listener.stats.downstream_cx_active.inc();
     let now = events.now();
     let mut conn = Conn {
         events: events.clone(),
+        listener: listener.clone(),
         shared,
         stream,
         decoder: None,
@@ -215,13 +214,15 @@ pub(crate) async fn serve<C: Codec, E: DownstreamEvents<C>>(
     };
     std::future::poll_fn(|cx| conn.poll(cx)).await;
     conn.account(0);
-    events.stats().downstream_cx_active.dec();
-    events.spec().usage.connections.fetch_sub(1, Ordering::Relaxed);
-    events.connections().remove(key);
+    listener.stats.downstream_cx_active.dec();
+    listener.spec.usage.connections.fetch_sub(1, Ordering::Relaxed);
+    listener.connections.remove(key);
 }
 
 struct Conn<C: Codec, E> {
     events: Rc<E>,
+    /// The listener as configured when this poll started (a reload applies from the next).
+    listener: Rc<ListenerRt>,
     shared: Rc<DownShared<C>>,
     stream: TcpStream,
     /// Made on the first bytes, so an idle connection holds no codec state.
@@ -251,7 +252,7 @@ impl<C: Codec, E: DownstreamEvents<C>> Conn<C, E> {
         let inner = self.shared.inner.borrow();
         inner.closing == Closing::No
             && !inner.parked
-            && inner.inflight < self.events.spec().max_requests_per_connection
+            && inner.inflight < self.listener.spec.max_requests_per_connection
             && inner.out.len() < MAX_BUFFERED
     }
 
@@ -260,7 +261,7 @@ impl<C: Codec, E: DownstreamEvents<C>> Conn<C, E> {
         if capacity == self.accounted {
             return;
         }
-        let buffered = &self.events.spec().usage.buffered;
+        let buffered = &self.listener.spec.usage.buffered;
         if capacity > self.accounted {
             buffered.fetch_add(capacity - self.accounted, Ordering::Relaxed);
         } else {
@@ -282,7 +283,7 @@ impl<C: Codec, E: DownstreamEvents<C>> Conn<C, E> {
             }
         } else if self.frame_started.is_none() {
             self.frame_started = Some(now);
-            if let (Some(limit), Some(timer)) = (self.events.spec().frame_timeout, &mut self.timer) {
+            if let (Some(limit), Some(timer)) = (self.listener.spec.frame_timeout, &mut self.timer) {
                 let due = tokio::time::Instant::from_std(now + limit);
                 if timer.deadline() > due {
                     timer.as_mut().reset(due);
@@ -290,9 +291,9 @@ impl<C: Codec, E: DownstreamEvents<C>> Conn<C, E> {
             }
         }
         self.account(self.inbuf.capacity());
-        let spec = self.events.spec();
+        let spec = &self.listener.spec;
         if self.inbuf.len() >= LARGE_PARTIAL && spec.usage.buffered.load(Ordering::Relaxed) > spec.max_buffered_bytes {
-            self.events.stats().downstream_cx_overload.inc();
+            self.listener.stats.downstream_cx_overload.inc();
             let budget = spec.max_buffered_bytes;
             self.refuse_partial(format!("the listener's read buffers are over max_buffered_bytes ({budget} bytes)"));
         }
@@ -317,7 +318,7 @@ impl<C: Codec, E: DownstreamEvents<C>> Conn<C, E> {
 
     /// The next moment the timer must look at the connection: its idle and frame deadlines.
     fn next_deadline(&self) -> Option<Instant> {
-        let spec = self.events.spec();
+        let spec = &self.listener.spec;
         let idle = spec.idle_timeout.map(|t| self.last_read + t);
         let frame = spec.frame_timeout.and_then(|t| Some(self.frame_started? + t));
         match (idle, frame) {
@@ -337,7 +338,7 @@ impl<C: Codec, E: DownstreamEvents<C>> Conn<C, E> {
                 return None;
             }
             let now = Instant::now();
-            let spec = self.events.spec();
+            let spec = &self.listener.spec;
             if spec.frame_timeout.is_some_and(|t| self.frame_started.is_some_and(|s| now >= s + t)) {
                 if self.can_decode() {
                     return Some(Expired::Frame);
@@ -361,12 +362,12 @@ impl<C: Codec, E: DownstreamEvents<C>> Conn<C, E> {
     fn on_expired(&mut self, expired: Expired) {
         match expired {
             Expired::Frame => {
-                self.events.stats().downstream_cx_frame_timeout.inc();
-                let limit = self.events.spec().frame_timeout.unwrap_or_default();
+                self.listener.stats.downstream_cx_frame_timeout.inc();
+                let limit = self.listener.spec.frame_timeout.unwrap_or_default();
                 self.refuse_partial(format!("the frame was not whole within frame_timeout ({limit:?})"));
             }
             Expired::Idle => {
-                self.events.stats().downstream_cx_idle_timeout.inc();
+                self.listener.stats.downstream_cx_idle_timeout.inc();
                 tracing::debug!(peer = ?self.shared.peer, "idle timeout: closing");
                 self.shared.abort();
                 self.eof = true;
@@ -376,6 +377,7 @@ impl<C: Codec, E: DownstreamEvents<C>> Conn<C, E> {
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.events.tick();
+        self.listener = self.events.listener();
         // The timer once per wake-up (its deadlines are far apart from the reads in between).
         if !self.eof {
             if let Some(expired) = self.poll_timer(cx) {
@@ -443,12 +445,12 @@ impl<C: Codec, E: DownstreamEvents<C>> Conn<C, E> {
                     MessageType::Pong | MessageType::Response | MessageType::Error => {
                         tracing::debug!(peer = ?self.shared.peer, "a client sent a response; ignored");
                     }
-                    _ => self.events.on_request(&self.shared, message),
+                    _ => self.events.on_request(&self.shared, &self.listener, message),
                 },
                 Ok(None) => return,
                 Err(error) => {
                     tracing::debug!(peer = ?self.shared.peer, %error, "malformed frame from a client; closing after the requests in flight");
-                    self.events.stats().malformed.inc();
+                    self.listener.stats.malformed.inc();
                     self.shared.deliver(|encoder, out| {
                         if let Some(reply) = encoder.malformed_reply(&error) {
                             let _ = encode(encoder, &reply, &Mutation::new(), out);

@@ -63,7 +63,8 @@ pub(crate) fn serve<C: Codec>(
         connections: scope.connections.clone(),
         tracing,
     });
-    let bound = Rc::new(Bound { engine, listener });
+    let bound = Rc::new(Bound { engine, listener: std::cell::RefCell::new(listener) });
+    scope.listeners.borrow_mut().push(bound.clone());
     tokio::task::spawn_local(accept::accept(bound, socket, scope.shared.shutdown.clone()));
     Ok(())
 }

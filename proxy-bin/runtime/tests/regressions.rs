@@ -170,3 +170,44 @@ async fn one_way_requests_to_an_upstream_that_does_not_read_are_refused_not_buff
     held.abort();
     drop(running);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_keeps_a_position_per_subset() {
+    let u1 = provider("u1", Behavior::default()).await;
+    let u2 = provider("u2", Behavior::default()).await;
+    let b1 = provider("b1", Behavior::default()).await;
+    let yaml = r#"
+workers: 1
+listeners:
+  - name: in
+    address: 127.0.0.1:0
+    protocol: dubbo
+    routes:
+      - name: batch
+        match: [{ key: batchjob, exact: "true" }]
+        route: { cluster: c, subset: batch }
+      - name: user
+        route: { cluster: c, subset: user }
+clusters:
+  - name: c
+    lb: round_robin
+    endpoints:
+      - { address: "{u1}", labels: { group: user } }
+      - { address: "{b1}", labels: { group: batch } }
+      - { address: "{u2}", labels: { group: user } }
+    subsets:
+      - { name: user, labels: { group: user } }
+      - { name: batch, labels: { group: batch } }
+access_log: { enabled: false }
+"#;
+    let running = proxy(yaml, &[&u1, &u2, &b1]).await;
+    let c = client(&running).await;
+    // User and batch calls strictly alternate: with one position shared by both subsets, every
+    // user call landed on the same user endpoint.
+    for _ in 0..20 {
+        assert_eq!(status(&call(&c, "sayHello", &[]).await), "20");
+        assert_eq!(status(&call(&c, "sayHello", &[("batchjob", "true")]).await), "20");
+    }
+    assert_eq!((u1.stats.total(), u2.stats.total(), b1.stats.total()), (10, 10, 20));
+    running.shutdown().await;
+}

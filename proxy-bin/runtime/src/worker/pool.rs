@@ -129,8 +129,10 @@ pub(crate) struct ClusterPools<C: Codec> {
     /// This worker's counters for it.
     pub stats: Arc<ClusterStats>,
     view: RefCell<Rc<View<C>>>,
-    /// The round-robin position.
-    pub round_robin: Cell<usize>,
+    /// The round-robin positions: the whole cluster's first, then each subset's (a position
+    /// shared by subsets would let traffic alternating between two subsets land on the same
+    /// endpoint of each every time).
+    pub round_robin: RefCell<Vec<usize>>,
 }
 
 impl<C: Codec> ClusterPools<C> {
@@ -140,7 +142,7 @@ impl<C: Codec> ClusterPools<C> {
         let set = shared.endpoints();
         let pools = set.endpoints.iter().map(|e| Rc::new(EndpointPool::new(e.clone()))).collect();
         let view = View { generation: shared.generation(), set, pools };
-        ClusterPools { shared, stats, view: RefCell::new(Rc::new(view)), round_robin: Cell::new(0) }
+        ClusterPools { shared, stats, view: RefCell::new(Rc::new(view)), round_robin: RefCell::new(Vec::new()) }
     }
 
     /// The current view, rebuilt first when the cluster's endpoints changed.

@@ -240,9 +240,17 @@ impl<C: Codec> Engine<C> {
             random: fastrand::u64(..),
             now_ms: cluster.shared.now_ms(),
         };
-        let mut round_robin = cluster.round_robin.get();
+        let slot = subset.map_or(0, |s| s + 1);
+        let mut positions = cluster.round_robin.borrow_mut();
+        if positions.len() <= slot {
+            positions.resize(slot + 1, 0);
+        }
+        let mut round_robin = positions.get(slot).copied().unwrap_or(0);
         let picked = lb::pick(&view.set, input, &mut round_robin, |i| view.pools.get(i).map_or(0, |p| p.active.get()));
-        cluster.round_robin.set(round_robin);
+        if let Some(p) = positions.get_mut(slot) {
+            *p = round_robin;
+        }
+        drop(positions);
         let endpoint = picked.and_then(|i| view.pools.get(i)).cloned().ok_or_else(no_endpoint)?;
         let conn = match endpoint.choose(cluster.shared.spec.connections_per_endpoint, variant) {
             Choice::Use(conn) => conn,

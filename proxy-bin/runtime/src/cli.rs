@@ -165,13 +165,15 @@ pub fn run(registry: &Registry, command: Command, out: &mut dyn Write) -> Result
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {
+            let loaded = crate::server::file_watch::fingerprint_file(&config);
             let cfg = crate::config::load_file(&config, registry)?;
             init_logs("info");
             let registry = registry.clone();
             runtime(1)?.block_on(async move {
                 let mut running = crate::server::start(cfg).await?;
                 // Reloads on file changes and SIGHUP, until SIGTERM or SIGINT.
-                crate::server::file_watch::reload_until(&mut running, &config, &registry, wait_for_signal()).await;
+                crate::server::file_watch::reload_until(&mut running, &config, &registry, loaded, wait_for_signal())
+                    .await;
                 tracing::info!("shutting down: draining in-flight requests (a second signal exits at once)");
                 tokio::select! {
                     _ = running.shutdown() => Ok(ExitCode::SUCCESS),

@@ -16,6 +16,13 @@ use crate::registry::Registry;
 /// How often the file is read.
 pub const POLL: Duration = Duration::from_millis(250);
 
+/// The fingerprint of the file at `path` now (`None` when it cannot be read): take it before
+/// loading the configuration that [`reload_until`] starts from, so that a change made while the
+/// proxy starts is not missed.
+pub fn fingerprint_file(path: &Path) -> Option<u64> {
+    std::fs::read(path).ok().map(|b| fingerprint(&b))
+}
+
 /// A cheap fingerprint of the file's contents (FNV-1a), to notice changes.
 fn fingerprint(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
@@ -36,15 +43,16 @@ async fn reload_from(running: &mut Running, path: &Path, registry: &Registry) {
     }
 }
 
-/// Serves until `stop` resolves, reloading `path` when it changes or on SIGHUP.
+/// Serves until `stop` resolves, reloading `path` when it changes or on SIGHUP. `loaded` is the
+/// fingerprint of the file the running configuration came from ([`fingerprint_file`]).
 pub async fn reload_until(
     running: &mut Running,
     path: &Path,
     registry: &Registry,
+    mut loaded: Option<u64>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let read = || std::fs::read(path).ok().map(|b| fingerprint(&b));
-    let mut loaded = read();
+    let read = || fingerprint_file(path);
     // A change seen once, waiting for one more poll with the same contents.
     let mut pending: Option<u64> = None;
     let mut tick = tokio::time::interval(POLL);

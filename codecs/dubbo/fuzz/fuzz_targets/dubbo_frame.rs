@@ -1,12 +1,13 @@
 //! Feeds arbitrary bytes to the Dubbo decoder in two reads, and re-encodes what decodes, with
 //! and without a mutation and an id rewrite: nothing may panic, and a passthrough must give the
 //! frame back byte for byte. Every reply the codec builds (local replies to requests, pongs to
-//! pings, malformed replies to bad requests) must encode and decode back to itself.
+//! pings, malformed replies to bad requests and to incomplete requests given up on) must encode
+//! and decode back to itself.
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use metaprotocol_core::{Codec, LocalReply, Message, MessageType, Mutation, ReplyKind, WireBuf};
+use metaprotocol_core::{Codec, CodecError, LocalReply, Message, MessageType, Mutation, ReplyKind, WireBuf};
 use metaprotocol_dubbo::{DubboCodec, DubboLayout, DubboOptions};
 
 fn options() -> DubboOptions {
@@ -31,9 +32,13 @@ fuzz_target!(|data: &[u8]| {
     buf.extend_from_slice(&data[split..]);
     let mut mutation = Mutation::new();
     mutation.set("x-fuzz", "1").remove("trace");
-    for _ in 0..16 {
+    // Decode until the codec wants more bytes or fails, as a connection does; a decoded
+    // message always consumes bytes, so this ends.
+    loop {
+        let before = buf.len();
         match codec.decode(&mut buf) {
             Ok(Some(mut msg)) => {
+                assert!(buf.len() < before, "a message decoded from no bytes");
                 let mut out = WireBuf::new();
                 codec.encode(&msg, &Mutation::new(), &mut out).expect("passthrough encode");
                 assert_eq!(out.take_bytes(), *msg.frame());
@@ -52,15 +57,27 @@ fuzz_target!(|data: &[u8]| {
                     check_reply(&mut codec, &pong);
                 }
             }
-            Ok(None) => break,
-            Err(e) => {
-                if let Some(reply) = codec.malformed_reply(&e) {
-                    assert!(matches!(&e, metaprotocol_core::CodecError::BadRequest { request_id, .. }
-                        if *request_id == reply.metadata.request_id));
-                    check_reply(&mut codec, &reply);
+            Ok(None) => {
+                // What is left is an incomplete frame: the proxy gives up on it (too slow, too
+                // big for the buffers), and a two-way request named by its header gets a reply.
+                if !buf.is_empty() {
+                    let e = codec.refuse_partial(&buf, CodecError::Refused("fuzz".into()));
+                    check_malformed(&mut codec, &e);
                 }
+                break;
+            }
+            Err(e) => {
+                check_malformed(&mut codec, &e);
                 break;
             }
         }
     }
 });
+
+/// A malformed reply, when there is one, answers the bad request and decodes.
+fn check_malformed(codec: &mut DubboCodec, e: &CodecError) {
+    if let Some(reply) = codec.malformed_reply(e) {
+        assert!(matches!(e, CodecError::BadRequest { request_id, .. } if *request_id == reply.metadata.request_id));
+        check_reply(codec, &reply);
+    }
+}

@@ -7,7 +7,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 copy="$work/my-protocol"
 cp -r "$root/examples/kv-protocol" "$copy"
-rm -rf "$copy/target"
+# Build output and local fuzzing state are not part of the template.
+rm -rf "$copy/target" "$copy/fuzz/target" "$copy/fuzz/corpus" "$copy/fuzz/artifacts"
 # Step 2 of the README: the TEMPLATE lines of Cargo.toml.
 sed -i \
   -e 's|^name = "metaprotocol-example-kv"|name = "my-protocol"|' \

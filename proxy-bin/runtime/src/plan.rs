@@ -92,15 +92,17 @@ pub trait Protocol: Send + Sync + std::fmt::Debug {
     fn inspect(&self, name: &str, data: &[u8], out: &mut dyn Write) -> Result<Summary, RuntimeError>;
 
     /// One active health check of the upstream at `address` with this protocol's codec: its
-    /// heartbeat for [`HealthCheckKind::Heartbeat`] when it has one, else a TCP connect (see
+    /// heartbeat for [`HealthCheckKind::Heartbeat`] when it has one, the configured `request` for
+    /// [`HealthCheckKind::Request`], else a TCP connect (see
     /// [`crate::upstream::health`]). Runs on the main runtime; the caller bounds it with the
     /// check's timeout. Default: a TCP connect.
     fn health_check(
         &self,
         address: SocketAddr,
         kind: HealthCheckKind,
+        request: Option<bytes::Bytes>,
     ) -> BoxFuture<'static, Result<(), HealthCheckError>> {
-        let _ = kind;
+        let _ = (kind, request);
         Box::pin(crate::upstream::health::check_tcp(address))
     }
 }
@@ -116,6 +118,9 @@ pub struct ListenerRun {
     pub stats: Arc<ListenerStats>,
 }
 
+/// A listener's name and its per-worker counters.
+pub type NamedListenerStats = (Arc<str>, Arc<PerWorker<ListenerStats>>);
+
 /// Everything the workers share: the clusters, the access log writer's stats, and the signals.
 #[derive(Debug)]
 pub struct Shared {
@@ -125,16 +130,28 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// How long in-flight requests may take to finish once draining.
     pub drain_timeout: Duration,
-    /// Per-worker listener counters, by listener name.
-    pub listener_stats: Vec<(Arc<str>, Arc<PerWorker<ListenerStats>>)>,
+    /// Per-worker listener counters, by listener name (a reload adds and removes listeners).
+    pub listener_stats: std::sync::RwLock<Vec<NamedListenerStats>>,
     /// The span exporters of the listeners that trace.
     pub tracing: Arc<crate::trace::Tracers>,
-    /// The listeners as configured now: a reload sends new specs, which every worker applies to
-    /// its next requests.
-    pub listener_specs: watch::Receiver<Vec<Arc<ListenerSpec>>>,
-    /// Workers that have not yet applied the last listener specs sent; each counts itself off
-    /// and notifies, so that a reload returns once every worker serves the new specs.
+    /// Workers that have not yet applied the last reload sent ([`WorkerReload`]); each counts
+    /// itself off and notifies, so that a reload returns once every worker serves the new
+    /// configuration.
     pub reload_pending: Arc<ReloadPending>,
+}
+
+/// A reload as one worker applies it, in this order: the listeners named in `remove` stop
+/// accepting and drain their connections, the others serve their next requests with their spec in
+/// `specs`, and the listeners in `add` (this worker's sockets, already bound) start accepting.
+#[derive(Debug, Default)]
+pub struct WorkerReload {
+    /// Every listener's spec after the reload.
+    pub specs: Vec<Arc<ListenerSpec>>,
+    /// Listeners to stop: removed, or replaced by one in `add` (its address, protocol or tracing
+    /// changed).
+    pub remove: Vec<Arc<str>>,
+    /// Listeners to start.
+    pub add: Vec<ListenerRun>,
 }
 
 /// See [`Shared::reload_pending`].
@@ -179,6 +196,9 @@ pub trait ListenerSlot {
     /// Serves the next requests (on every connection, old and new) with `spec`: its routes,
     /// filters and budgets. Requests already in flight finish with what they started with.
     fn update(&self, spec: Arc<ListenerSpec>) -> Result<(), RuntimeError>;
+    /// Stops accepting (the worker's socket closes) and drains the listener's connections: each
+    /// stops reading, answers what is in flight, then closes.
+    fn stop(&self);
 }
 
 /// A downstream connection as the worker's drain sees it.
@@ -191,7 +211,8 @@ pub trait Drainable {
 /// when the proxy drains.
 #[derive(Debug)]
 pub struct Connections {
-    open: RefCell<slab::Slab<std::rc::Weak<dyn Drainable>>>,
+    /// Each open connection, with the id of its listener ([`Connections::drain_listener`]).
+    open: RefCell<slab::Slab<(u64, std::rc::Weak<dyn Drainable>)>>,
     draining: std::cell::Cell<bool>,
     closed: tokio::sync::Notify,
     /// Open downstream connections over every worker.
@@ -226,16 +247,17 @@ impl Connections {
         }
     }
 
-    /// Counts connection `conn` as open; returns its key for [`remove`](Self::remove). A connection
-    /// opened after the drain started drains at once.
-    pub fn insert(&self, conn: std::rc::Weak<dyn Drainable>) -> usize {
+    /// Counts connection `conn` of listener `listener` as open; returns its key for
+    /// [`remove`](Self::remove). A connection opened after the drain started (of the worker, or of
+    /// its listener: `listener_stopped`) drains at once.
+    pub fn insert(&self, conn: std::rc::Weak<dyn Drainable>, listener: u64, listener_stopped: bool) -> usize {
         self.process_open.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        if self.draining.get() {
+        if self.draining.get() || listener_stopped {
             if let Some(c) = conn.upgrade() {
                 c.start_drain();
             }
         }
-        self.open.borrow_mut().insert(conn)
+        self.open.borrow_mut().insert((listener, conn))
     }
 
     /// Counts connection `key` as closed.
@@ -264,7 +286,21 @@ impl Connections {
     /// Starts draining every open connection.
     pub fn drain(&self) {
         self.draining.set(true);
-        let conns: Vec<_> = self.open.borrow().iter().filter_map(|(_, c)| c.upgrade()).collect();
+        let conns: Vec<_> = self.open.borrow().iter().filter_map(|(_, (_, c))| c.upgrade()).collect();
+        for c in conns {
+            c.start_drain();
+        }
+    }
+
+    /// Starts draining the open connections of listener `listener` (it was removed by a reload).
+    pub fn drain_listener(&self, listener: u64) {
+        let conns: Vec<_> = self
+            .open
+            .borrow()
+            .iter()
+            .filter(|(_, (l, _))| *l == listener)
+            .filter_map(|(_, (_, c))| c.upgrade())
+            .collect();
         for c in conns {
             c.start_drain();
         }

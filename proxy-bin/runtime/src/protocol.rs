@@ -54,8 +54,9 @@ impl<C: Codec> Protocol for ProtocolImpl<C> {
         &self,
         address: SocketAddr,
         kind: HealthCheckKind,
+        request: Option<bytes::Bytes>,
     ) -> BoxFuture<'static, Result<(), HealthCheckError>> {
         let codec = self.codec.clone();
-        Box::pin(async move { health::check_with_codec(&codec, address, kind).await })
+        Box::pin(async move { health::check_with_codec(&codec, address, kind, request).await })
     }
 }

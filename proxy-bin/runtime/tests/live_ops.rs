@@ -378,6 +378,56 @@ async fn outlier_detection_ejects_a_provider_that_answers_server_errors() {
     running.shutdown().await;
 }
 
+/// The first frame of a real client's capture: python3-dubbo calling `DemoService.sayHello`.
+fn captured_request() -> Vec<u8> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../codecs/dubbo/fixtures/peers/python3-dubbo.requests.bin");
+    let data = std::fs::read(path).unwrap();
+    let body = u32::from_be_bytes(data[12..16].try_into().unwrap()) as usize;
+    data[..16 + body].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_request_check_takes_out_a_provider_whose_heartbeat_still_answers() {
+    // `broken` answers heartbeats but fails every call: a heartbeat check keeps it in, the
+    // configured request (a real client's `sayHello`, sent with the check's own id) takes it out.
+    let broken = provider("broken", Behavior { server_error: true, ..Behavior::default() }).await;
+    let good = provider("good", Behavior::default()).await;
+    let hex: String = captured_request().iter().map(|b| format!("{b:02x}")).collect();
+    let yaml = format!(
+        r#"
+admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: in
+    address: 127.0.0.1:0
+    protocol: dubbo
+    routes: [{{ name: all, route: {{ cluster: c }} }}]
+clusters:
+  - name: c
+    endpoints: [{{ address: "{{good}}" }}, {{ address: "{{broken}}" }}]
+    health_check: {{ interval: 100ms, timeout: 500ms, unhealthy_threshold: 2, healthy_threshold: 1, request: {{ hex: "{hex}" }} }}
+access_log: {{ enabled: false }}
+"#
+    );
+    let running = proxy(&yaml, &[&good, &broken]).await;
+    let admin = running.admin_address().unwrap();
+    wait_for(admin, broken.address, "health", "unhealthy".into(), Duration::from_secs(5)).await;
+    wait_for(admin, good.address, "health", "healthy".into(), Duration::from_secs(5)).await;
+    let c = client(&running).await;
+    for _ in 0..20 {
+        let answer = call(&c, "sayHello", &[]).await;
+        assert_eq!((status(&answer), answer.metadata.kvs.get_str("served-by")), ("20", Some("good")));
+    }
+    let dump = json(admin, "/config_dump").await;
+    let check = &dump["effective"]["clusters"][0]["health_check"];
+    assert_eq!(
+        (check["kind"].as_str(), check["request_bytes"].as_u64()),
+        (Some("request"), Some(hex.len() as u64 / 2))
+    );
+    // The check's request went to both providers, each check on a connection of its own.
+    assert!(broken.stats.connections.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    running.shutdown().await;
+}
+
 #[test]
 fn health_check_and_outlier_settings_are_checked_where_they_are_written() {
     let registry = metaproxy_runtime::default_registry().unwrap();
@@ -391,7 +441,7 @@ fn health_check_and_outlier_settings_are_checked_where_they_are_written() {
     };
     let cfg = load("    health_check: { interval: 1s, timeout: 500ms, unhealthy_threshold: 2, healthy_threshold: 1 }")
         .unwrap();
-    let check = cfg.clusters[0].health_check.unwrap();
+    let check = cfg.clusters[0].health_check.clone().unwrap();
     assert_eq!((check.interval, check.timeout), (Duration::from_secs(1), Duration::from_millis(500)));
     assert_eq!(check.kind, metaproxy_runtime::upstream::HealthCheckKind::Heartbeat);
     let cfg = load("    outlier_detection: { consecutive_errors: 7 }\n    healthy_panic_threshold: 0").unwrap();
@@ -402,12 +452,21 @@ fn health_check_and_outlier_settings_are_checked_where_they_are_written() {
         ("    health_check: { interval: 0s }", "clusters[0].health_check.interval"),
         ("    health_check: { unhealthy_threshold: 0 }", "clusters[0].health_check.unhealthy_threshold"),
         ("    health_check: { kind: grpc }", ""),
+        ("    health_check: { kind: request }", "clusters[0].health_check.request"),
+        ("    health_check: { kind: tcp, request: { hex: \"dabb\" } }", "clusters[0].health_check.request"),
+        ("    health_check: { request: { hex: \"dab\" } }", "clusters[0].health_check.request.hex"),
+        ("    health_check: { request: { hex: \"dabb\", file: x.bin } }", "clusters[0].health_check.request"),
+        ("    health_check: { request: { file: no-such-file.bin } }", "clusters[0].health_check.request.file"),
         ("    outlier_detection: { max_ejection_percent: 101 }", "clusters[0].outlier_detection.max_ejection_percent"),
         ("    healthy_panic_threshold: 101", "clusters[0].healthy_panic_threshold"),
     ] {
         let e = load(extra).unwrap_err();
         assert!(e.field == field, "{extra}: {e}");
     }
+    let cfg = load("    health_check: { request: { hex: \"da bb c2\" } }").unwrap();
+    let check = cfg.clusters[0].health_check.clone().unwrap();
+    assert_eq!(check.kind, metaproxy_runtime::upstream::HealthCheckKind::Request);
+    assert_eq!(check.request.as_deref(), Some(&[0xda, 0xbb, 0xc2][..]));
     // Equal texts, equal versions; another text, another version.
     let (a, b) = (load("").unwrap(), load("").unwrap());
     assert_eq!(a.version.hash, b.version.hash);

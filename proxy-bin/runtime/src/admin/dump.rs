@@ -34,12 +34,13 @@ fn cluster_spec(c: &ClusterSpec) -> Value {
             "max_pending_requests": c.limits.max_pending_requests,
             "max_requests": c.limits.max_requests,
         },
-        "health_check": c.health_check.map(|h| json!({
+        "health_check": c.health_check.as_ref().map(|h| json!({
             "interval": duration(h.interval),
             "timeout": duration(h.timeout),
             "unhealthy_threshold": h.unhealthy_threshold,
             "healthy_threshold": h.healthy_threshold,
             "kind": h.kind.as_str(),
+            "request_bytes": h.request.as_ref().map(|r| r.len()),
         })),
         "outlier_detection": c.outlier_detection.map(|o| json!({
             "consecutive_5xx": o.consecutive_errors,

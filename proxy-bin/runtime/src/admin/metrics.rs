@@ -190,7 +190,7 @@ const CLUSTER_EVENTS: [(&str, &str, ClusterEvent); 4] = [
 impl Collector for ProxyCollector {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
         let state = &self.0;
-        let listeners = &state.shared.listener_stats;
+        let listeners = state.shared.listener_stats.read().map(|l| l.clone()).unwrap_or_default();
         let by_listener = |l: &str| vec![("listener", l.to_string())];
         for (name, help, read) in LISTENER_COUNTERS {
             let samples = listeners.iter().map(|(l, s)| (by_listener(l), s.sum(|x| read(x).get()))).collect();

@@ -18,7 +18,7 @@ pub use crate::error::LoadError;
 use crate::plan::{ListenerSpec, ListenerUsage};
 use crate::registry::Registry;
 use crate::upstream::zookeeper::{DiscoverySpec, RegisterSpec};
-use crate::upstream::{ClusterSpec, DnsSpec, EndpointSpec, HealthCheckSpec, Limits, OutlierSpec};
+use crate::upstream::{ClusterSpec, DnsSpec, EndpointSpec, HealthCheckKind, HealthCheckSpec, Limits, OutlierSpec};
 
 /// The longest route timeout: the workers' timer wheels reach about two years ahead, and nobody
 /// waits a month for an RPC.
@@ -323,13 +323,58 @@ fn health_check(
         Some(0) => Err(cx.err(h, format!("{at}.health_check.{name}"), "must be at least 1")),
         Some(n) => Ok(n),
     };
+    let field = format!("{at}.health_check.request");
+    let request = match &v.request {
+        None => None,
+        Some(r) => Some(health_check_request(cx, h, r, &field)?),
+    };
+    let kind = match (v.kind, &request) {
+        (None, Some(_)) | (Some(HealthCheckKind::Request), Some(_)) => HealthCheckKind::Request,
+        (Some(HealthCheckKind::Request), None) => {
+            return Err(cx.err(
+                h,
+                field,
+                "`kind: request` needs the request to send (`request: { hex: ... }` or `{ file: ... }`)",
+            ))
+        }
+        (Some(kind), Some(_)) => {
+            return Err(cx.err(h, field, format!("a request is only sent by `kind: request`, not `{}`", kind.as_str())))
+        }
+        (kind, None) => kind.unwrap_or_default(),
+    };
     Ok(HealthCheckSpec {
         interval: positive(cx, h, &v.interval, &format!("{at}.health_check.interval"), Duration::from_secs(5))?,
         timeout: positive(cx, h, &v.timeout, &format!("{at}.health_check.timeout"), Duration::from_secs(1))?,
         unhealthy_threshold: at_least_one(v.unhealthy_threshold, "unhealthy_threshold", 2)?,
         healthy_threshold: at_least_one(v.healthy_threshold, "healthy_threshold", 1)?,
-        kind: v.kind,
+        kind,
+        request,
     })
+}
+
+/// The frame of a `request` health check: `hex` or `file`, exactly one.
+fn health_check_request(
+    cx: &Ctx<'_>,
+    h: &Spanned<super::model::HealthCheckConfig>,
+    r: &super::model::HealthCheckRequestConfig,
+    field: &str,
+) -> Result<bytes::Bytes, LoadError> {
+    let bytes = match (&r.hex, &r.file) {
+        (Some(text), None) => {
+            let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            hex::decode(digits).map_err(|e| cx.err(h, format!("{field}.hex"), format!("not hexadecimal: {e}")))?
+        }
+        (None, Some(file)) => {
+            let path = Path::new(cx.file).parent().unwrap_or(Path::new(".")).join(file);
+            std::fs::read(&path)
+                .map_err(|e| cx.err(h, format!("{field}.file"), format!("cannot read {}: {e}", path.display())))?
+        }
+        _ => return Err(cx.err(h, field, "give exactly one of `hex` and `file`")),
+    };
+    if bytes.is_empty() {
+        return Err(cx.err(h, field, "the request is empty"));
+    }
+    Ok(bytes.into())
 }
 
 fn outlier_detection(

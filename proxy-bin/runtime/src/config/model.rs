@@ -201,9 +201,29 @@ pub struct HealthCheckConfig {
     #[serde(default)]
     pub healthy_threshold: Option<u32>,
     /// `heartbeat` (default: the protocol's heartbeat where its codec has one, else a TCP
-    /// connect) or `tcp`.
+    /// connect), `tcp`, or `request` (the default when `request` is set).
     #[serde(default)]
-    pub kind: crate::upstream::HealthCheckKind,
+    pub kind: Option<crate::upstream::HealthCheckKind>,
+    /// For `kind: request`: the request to send, a whole frame of the listener's protocol, whose
+    /// answer must be a success.
+    #[serde(default)]
+    pub request: Option<HealthCheckRequestConfig>,
+}
+
+/// `clusters[].health_check.request`: one of `hex` or `file`.
+///
+/// ```yaml
+/// health_check: { interval: 1s, request: { file: probes/echo.bin } }
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckRequestConfig {
+    /// The frame's bytes in hexadecimal (whitespace ignored).
+    #[serde(default)]
+    pub hex: Option<String>,
+    /// A file holding the frame (relative paths start at the configuration file's directory).
+    #[serde(default)]
+    pub file: Option<String>,
 }
 
 /// `clusters[].outlier_detection` (Envoy's names).

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
 use crate::config::ProxyConfig;
-use crate::plan::{ListenerRun, Protocol, Shared};
+use crate::plan::{ListenerRun, ListenerSpec, Protocol, Shared};
 use crate::stats::{ListenerStats, PerWorker};
 use crate::upstream::zookeeper::ZooKeeper;
 use crate::upstream::{dns, health, outlier, SharedCluster};
@@ -131,7 +131,7 @@ pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
             tokio::spawn(dns::refresh_forever(Arc::downgrade(&cluster), dns_spec, shutdown_rx.clone()));
         }
         // Health checks and outlier sweeps run once per process, here, not per worker.
-        if let Some(check) = cluster.spec.health_check {
+        if let Some(check) = cluster.spec.health_check.clone() {
             let protocol = checkers.iter().find(|(c, _)| **c == *cluster.spec.name).map(|(_, p)| p.clone());
             tracing::info!(
                 cluster = %cluster.name(),
@@ -156,17 +156,16 @@ pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
     let mut addresses = Vec::new();
     let mut listener_stats = Vec::new();
     for (i, spec) in std::mem::take(&mut config.listeners).into_iter().enumerate() {
-        let (sockets, bound) = sockets::bind(spec.address, workers)?;
+        let spec = Arc::new(spec);
+        let stats = Arc::new(PerWorker::<ListenerStats>::default());
+        let (listener_runs, bound) = bind_listener(&spec, workers, &stats)?;
         if let Some(l) = config_dump.pointer_mut(&format!("/effective/listeners/{i}/bound")) {
             *l = serde_json::Value::String(bound.to_string());
         }
-        let stats = Arc::new(PerWorker::<ListenerStats>::default());
-        let spec = Arc::new(spec);
-        tracing::info!(listener = %spec.name, address = %bound, protocol = spec.protocol.name(), workers, "listening");
         addresses.push((spec.name.clone(), bound));
-        listener_stats.push((spec.name.clone(), stats.clone()));
-        for (socket, worker) in sockets.into_iter().zip(runs.iter_mut()) {
-            worker.push(ListenerRun { spec: spec.clone(), socket, stats: stats.register() });
+        listener_stats.push((spec.name.clone(), stats));
+        for (run, worker) in listener_runs.into_iter().zip(runs.iter_mut()) {
+            worker.push(run);
         }
     }
     // ZooKeeper discovery starts before the workers, its first lists awaited (as DNS answers are)
@@ -179,22 +178,23 @@ pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
         shutdown_rx.clone(),
     )
     .await;
-    let (listener_specs, listener_specs_rx) = watch::channel(
-        runs.first().map_or_else(Vec::new, |r| r.iter().map(|run| run.spec.clone()).collect::<Vec<_>>()),
-    );
+    let listener_specs: Vec<Arc<ListenerSpec>> =
+        runs.first().map_or_else(Vec::new, |r| r.iter().map(|run| run.spec.clone()).collect());
     let shared = Arc::new(Shared {
         clusters,
         shutdown: shutdown_rx.clone(),
         drain_timeout: config.drain_timeout,
-        listener_stats,
+        listener_stats: std::sync::RwLock::new(listener_stats),
         tracing: tracers,
-        listener_specs: listener_specs_rx,
         reload_pending: Arc::default(),
     });
     let process_open = Arc::new(AtomicUsize::new(0));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::new();
+    let mut reload_senders = Vec::new();
     for (id, worker_runs) in runs.into_iter().enumerate() {
+        let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
+        reload_senders.push(reload_tx);
         threads.push(workers::spawn(workers::WorkerArgs {
             id,
             shared: shared.clone(),
@@ -202,6 +202,7 @@ pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
             log: writer.worker(),
             process_open: process_open.clone(),
             ready: ready_tx.clone(),
+            reloads,
         })?);
     }
     drop(ready_tx);
@@ -219,6 +220,7 @@ pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
     let reloadable = reload::Reloadable {
         keys: restart_keys,
         specs: listener_specs,
+        workers: reload_senders,
         live: Arc::new(std::sync::RwLock::new(admin::LiveConfig {
             dump: config_dump,
             version: config.version.hash.clone(),
@@ -256,6 +258,20 @@ pub async fn start(mut config: ProxyConfig) -> Result<Running, RuntimeError> {
         registrations,
         reloadable,
     })
+}
+
+/// Binds `spec`'s sockets, one per worker (`SO_REUSEPORT`), each with its worker's counters from
+/// `stats`; returns them and the address they are bound to.
+fn bind_listener(
+    spec: &Arc<ListenerSpec>,
+    workers: usize,
+    stats: &PerWorker<ListenerStats>,
+) -> Result<(Vec<ListenerRun>, SocketAddr), RuntimeError> {
+    let (sockets, bound) = sockets::bind(spec.address, workers)?;
+    tracing::info!(listener = %spec.name, address = %bound, protocol = spec.protocol.name(), workers, "listening");
+    let runs =
+        sockets.into_iter().map(|socket| ListenerRun { spec: spec.clone(), socket, stats: stats.register() }).collect();
+    Ok((runs, bound))
 }
 
 /// For each cluster some listener routes (or mirrors) to, the protocol of the first such

@@ -1,18 +1,28 @@
 //! Reloading a running proxy's configuration without losing a request.
 //!
 //! A new configuration is validated completely before this module sees it (the loader's
-//! `file:line: field: message` errors). What it can change live:
+//! `file:line: field: message` errors), and everything that can fail here (binding the sockets
+//! of new listeners, starting a new span exporter) happens before anything changes. What it
+//! changes live:
 //!
 //! * a listener's routes, filters and budgets: each worker swaps its compiled copy
 //!   ([`ListenerSlot::update`](crate::plan::ListenerSlot)), so the next request on any
 //!   connection uses them and requests in flight finish with what they started with;
+//! * listeners added: their sockets are bound here and handed to every worker, which starts
+//!   accepting on its own;
+//! * listeners removed: every worker stops accepting on them and drains their connections (each
+//!   stops reading, answers what is in flight, then closes; a Dubbo client gets the readonly
+//!   event first); other listeners' connections are untouched;
+//! * a listener whose address, protocol, codec options or tracing changed is replaced, as Envoy
+//!   replaces a listener whose filter chain changed: the new one starts, then the old one stops
+//!   and drains;
 //! * a cluster's endpoints and subsets: the endpoint set is replaced as a DNS refresh replaces
 //!   it, so endpoints that stay keep their upstream connections and those that leave drain.
 //!
-//! What it cannot (a listener added, removed or moved, a codec or its options, a cluster added or
-//! removed, or any other cluster setting, a listener's tracing, the workers, the admin address,
-//! the access log, the drain timeout) is refused with an error naming the setting, and the running configuration
-//! keeps serving: those need a restart.
+//! What it cannot (a cluster added or removed, or any cluster setting but endpoints and subsets,
+//! the workers, the admin address, the access log, the drain timeout, ZooKeeper discovery and
+//! registration, and replacing a listener that registers in ZooKeeper) is refused with an error
+//! naming the setting, and the running configuration keeps serving: those need a restart.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,14 +30,36 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::mpsc::UnboundedSender;
 
 use super::Running;
 use crate::admin::{self, LiveConfig, ReloadStats};
 use crate::config::ProxyConfig;
-use crate::plan::ListenerSpec;
+use crate::plan::{ListenerSpec, WorkerReload};
+use crate::stats::{ListenerStats, PerWorker};
 use crate::upstream::ClusterSpec;
 use crate::RuntimeError;
+
+/// What tells a listener that can be updated in place from one that must be replaced: its name,
+/// configured address, codec and options, and tracing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ListenerKey {
+    name: String,
+    address: SocketAddr,
+    codec: String,
+    tracing: String,
+}
+
+impl ListenerKey {
+    fn of(spec: &ListenerSpec) -> Self {
+        ListenerKey {
+            name: spec.name.to_string(),
+            address: spec.address,
+            codec: spec.protocol.pool_key().to_string(),
+            tracing: format!("{:?}", spec.tracing),
+        }
+    }
+}
 
 /// The settings that a reload must leave as they are, in a form that compares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,12 +68,12 @@ pub(super) struct RestartKeys {
     admin: Option<SocketAddr>,
     drain_timeout: Duration,
     access_log: String,
-    /// Name, configured address, codec and options, tracing.
-    listeners: Vec<(String, SocketAddr, String, String)>,
     /// Name, then every setting but the endpoints and subsets.
     clusters: Vec<(String, String)>,
     /// ZooKeeper discovery and registrations.
     zookeeper: String,
+    /// The listeners that register in ZooKeeper.
+    registered: Vec<String>,
 }
 
 impl RestartKeys {
@@ -52,13 +84,9 @@ impl RestartKeys {
             admin: config.admin,
             drain_timeout: config.drain_timeout,
             access_log: format!("{:?}", config.access_log),
-            listeners: config
-                .listeners
-                .iter()
-                .map(|l| (l.name.to_string(), l.address, l.protocol.pool_key().to_string(), format!("{:?}", l.tracing)))
-                .collect(),
             clusters: config.clusters.iter().map(|c| (c.name.to_string(), cluster_key(c))).collect(),
             zookeeper: format!("{:?} {:?}", config.discovery, config.registrations),
+            registered: config.registrations.iter().map(|r| r.listener.to_string()).collect(),
         }
     }
 
@@ -78,21 +106,6 @@ impl RestartKeys {
         }
         if self.access_log != next.access_log {
             return Err("access_log changed".to_string());
-        }
-        let names = |v: &[(String, SocketAddr, String, String)]| v.iter().map(|l| l.0.clone()).collect::<Vec<_>>();
-        if names(&self.listeners) != names(&next.listeners) {
-            return differs("the listeners", &names(&self.listeners), &names(&next.listeners));
-        }
-        for (a, b) in self.listeners.iter().zip(&next.listeners) {
-            if a.1 != b.1 {
-                return differs(&format!("listener `{}`: address", a.0), &a.1, &b.1);
-            }
-            if a.2 != b.2 {
-                return Err(format!("listener `{}`: protocol or codec options changed", a.0));
-            }
-            if a.3 != b.3 {
-                return Err(format!("listener `{}`: tracing changed", a.0));
-            }
         }
         let names = |v: &[(String, String)]| v.iter().map(|c| c.0.clone()).collect::<Vec<_>>();
         if names(&self.clusters) != names(&next.clusters) {
@@ -126,8 +139,10 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) struct Reloadable {
     /// The settings a reload must not change.
     pub keys: RestartKeys,
-    /// Sends the listeners' specs to the workers.
-    pub specs: watch::Sender<Vec<Arc<ListenerSpec>>>,
+    /// The listeners in force.
+    pub specs: Vec<Arc<ListenerSpec>>,
+    /// Sends each worker its part of a reload.
+    pub workers: Vec<UnboundedSender<WorkerReload>>,
     /// What the admin API shows of the configuration in force.
     pub live: Arc<RwLock<LiveConfig>>,
     /// Reloads applied and rejected.
@@ -136,10 +151,11 @@ pub(super) struct Reloadable {
 
 impl Running {
     /// Applies `config` (validated by the loader) to the running proxy: routes, filters and
-    /// listener budgets apply to the next request, endpoint and subset changes to the next pick.
-    /// A configuration that changes anything else is refused
-    /// ([`RuntimeError::ReloadNeedsRestart`]) and the running one keeps serving. Returns once
-    /// every worker serves the new configuration.
+    /// listener budgets apply to the next request, endpoint and subset changes to the next pick,
+    /// added listeners start accepting and removed ones stop and drain (see the module's
+    /// documentation). A configuration that changes anything else is refused
+    /// ([`RuntimeError::ReloadNeedsRestart`]), as is one whose new listeners cannot bind, and the
+    /// running one keeps serving. Returns once every worker serves the new configuration.
     pub async fn reload(&mut self, mut config: ProxyConfig) -> Result<(), RuntimeError> {
         let keys = RestartKeys::of(&config);
         if let Err(what) = self.reloadable.keys.compatible(&keys) {
@@ -147,11 +163,54 @@ impl Running {
             return Err(RuntimeError::ReloadNeedsRestart { what });
         }
         let mut dump = admin::dump::config_dump(&config, &[]);
-        for (i, spec) in config.listeners.iter().enumerate() {
-            if let (Some(bound), Some(l)) =
-                (self.address(&spec.name), dump.pointer_mut(&format!("/effective/listeners/{i}/bound")))
-            {
-                *l = serde_json::Value::String(bound.to_string());
+        // Which listeners stay (updated in place), which go, which start.
+        let old = self.reloadable.specs.clone();
+        let kept = |spec: &ListenerSpec| old.iter().find(|o| ListenerKey::of(o) == ListenerKey::of(spec));
+        let remove: Vec<Arc<str>> = old
+            .iter()
+            .filter(|o| !config.listeners.iter().any(|n| kept(n).is_some_and(|k| k.name == o.name)))
+            .map(|o| o.name.clone())
+            .collect();
+        if let Some(name) = remove.iter().find(|name| keys.registered.iter().any(|r| **r == ***name)) {
+            self.reload_rejected();
+            return Err(RuntimeError::ReloadNeedsRestart {
+                what: format!("listener `{name}` registers in ZooKeeper: changing or removing it"),
+            });
+        }
+        let specs: Vec<Arc<ListenerSpec>> = std::mem::take(&mut config.listeners)
+            .into_iter()
+            .map(|mut spec| {
+                // Connections and buffers are counted against the listener, whatever its spec.
+                if let Some(o) = kept(&spec) {
+                    spec.usage = o.usage.clone();
+                }
+                Arc::new(spec)
+            })
+            .collect();
+        let added: Vec<Arc<ListenerSpec>> = specs.iter().filter(|s| kept(s).is_none()).cloned().collect();
+        // Everything that can fail, before anything changes: exporters, then sockets.
+        if let Err(e) = self.shared.tracing.add(added.iter().map(|s| &**s)) {
+            self.reload_rejected();
+            return Err(e);
+        }
+        let workers = self.reloadable.workers.len();
+        let mut adds: Vec<WorkerReload> = (0..workers).map(|_| WorkerReload::default()).collect();
+        let mut new_addresses = Vec::new();
+        let mut new_stats = Vec::new();
+        for spec in &added {
+            let stats = self.listener_stats(&spec.name).unwrap_or_default();
+            match super::bind_listener(spec, workers, &stats) {
+                Ok((runs, bound)) => {
+                    for (run, reload) in runs.into_iter().zip(adds.iter_mut()) {
+                        reload.add.push(run);
+                    }
+                    new_addresses.push((spec.name.clone(), bound));
+                    new_stats.push((spec.name.clone(), stats));
+                }
+                Err(e) => {
+                    self.reload_rejected();
+                    return Err(e);
+                }
             }
         }
         for spec in &config.clusters {
@@ -165,20 +224,37 @@ impl Running {
                 }
             }
         }
-        let old = self.reloadable.specs.borrow().clone();
-        let specs: Vec<Arc<ListenerSpec>> = std::mem::take(&mut config.listeners)
-            .into_iter()
-            .map(|mut spec| {
-                // Connections and buffers are counted against the listener, whatever its spec.
-                if let Some(o) = old.iter().find(|o| o.name == spec.name) {
-                    spec.usage = o.usage.clone();
-                }
-                Arc::new(spec)
-            })
-            .collect();
+        // The addresses and counters of the listeners as they are after the reload.
+        self.addresses
+            .retain(|(name, _)| specs.iter().any(|s| s.name == *name) && !new_addresses.iter().any(|(n, _)| n == name));
+        self.addresses.extend(new_addresses);
+        self.addresses.sort_by_key(|(name, _)| specs.iter().position(|s| s.name == *name));
+        if let Ok(mut stats) = self.shared.listener_stats.write() {
+            stats
+                .retain(|(name, _)| specs.iter().any(|s| s.name == *name) && !new_stats.iter().any(|(n, _)| n == name));
+            stats.extend(new_stats);
+            stats.sort_by_key(|(name, _)| specs.iter().position(|s| s.name == *name));
+        }
+        for (i, spec) in specs.iter().enumerate() {
+            if let (Some(bound), Some(l)) =
+                (self.address(&spec.name), dump.pointer_mut(&format!("/effective/listeners/{i}/bound")))
+            {
+                *l = serde_json::Value::String(bound.to_string());
+            }
+        }
+        for name in &remove {
+            tracing::info!(listener = %name, "listener removed or replaced: it stops accepting and drains");
+        }
         let pending = self.shared.reload_pending.clone();
-        pending.workers.store(self.workers.len(), Ordering::Release);
-        self.reloadable.specs.send_replace(specs);
+        pending.workers.store(workers, Ordering::Release);
+        for (sender, mut reload) in self.reloadable.workers.iter().zip(adds) {
+            reload.specs = specs.clone();
+            reload.remove = remove.clone();
+            if sender.send(reload).is_err() {
+                pending.workers.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.reloadable.specs = specs;
         let applied = async {
             loop {
                 let notified = pending.applied.notified();
@@ -201,6 +277,12 @@ impl Running {
             "configuration reloaded"
         );
         Ok(())
+    }
+
+    /// The counters of listener `name`, when it runs (a replaced listener keeps its series).
+    fn listener_stats(&self, name: &str) -> Option<Arc<PerWorker<ListenerStats>>> {
+        let stats = self.shared.listener_stats.read().ok()?;
+        stats.iter().find(|(n, _)| &**n == name).map(|(_, s)| s.clone())
     }
 
     /// Counts a configuration that was not applied (it did not load, or needs a restart).

@@ -11,7 +11,7 @@ use metaprotocol_core::{LocalReply, ReplyKind};
 use metaproxy_access_log::WorkerLog;
 use tokio::sync::oneshot;
 
-use crate::plan::{Connections, ListenerRun, Shared, WorkerScope};
+use crate::plan::{Connections, ListenerRun, Shared, WorkerReload, WorkerScope};
 use crate::RuntimeError;
 
 /// A worker thread's stack: 8 MiB, as a main thread has (pages are only taken when touched). The
@@ -44,6 +44,8 @@ pub(crate) struct WorkerArgs {
     pub process_open: Arc<AtomicUsize>,
     /// Gets the outcome of its start.
     pub ready: std::sync::mpsc::Sender<Result<(), RuntimeError>>,
+    /// Reloads to apply.
+    pub reloads: tokio::sync::mpsc::UnboundedReceiver<WorkerReload>,
 }
 
 /// Starts a worker thread.
@@ -71,9 +73,9 @@ pub(crate) fn spawn(args: WorkerArgs) -> Result<WorkerThread, RuntimeError> {
 }
 
 async fn run(args: WorkerArgs) {
-    let WorkerArgs { id, shared, runs, log, process_open, ready } = args;
+    let WorkerArgs { id, shared, runs, log, process_open, ready, mut reloads } = args;
     let flush_every = log.flush_interval();
-    let scope = WorkerScope {
+    let scope = Rc::new(WorkerScope {
         id,
         shared: shared.clone(),
         access_log: Rc::new(RefCell::new(log)),
@@ -81,7 +83,7 @@ async fn run(args: WorkerArgs) {
         connections: Rc::new(Connections::new(process_open)),
         inflight: RefCell::default(),
         listeners: RefCell::default(),
-    };
+    });
     for run in runs {
         let protocol = run.spec.protocol.clone();
         if let Err(e) = protocol.serve(&scope, run) {
@@ -90,21 +92,13 @@ async fn run(args: WorkerArgs) {
         }
     }
     let _ = ready.send(Ok(()));
-    // Reloads: each new set of listener specs applies to this worker's next requests.
-    let slots: Vec<_> = scope.listeners.borrow().clone();
-    let mut specs = shared.listener_specs.clone();
+    // Reloads: listeners removed stop and drain, the others serve their next requests with their
+    // new specs, and listeners added start accepting.
+    let reload_scope = scope.clone();
     let pending = shared.reload_pending.clone();
     tokio::task::spawn_local(async move {
-        while specs.changed().await.is_ok() {
-            let next = specs.borrow_and_update().clone();
-            for slot in &slots {
-                let name = slot.name();
-                if let Some(spec) = next.iter().find(|s| s.name == name) {
-                    if let Err(error) = slot.update(spec.clone()) {
-                        tracing::error!(worker = id, %error, "cannot apply the reloaded listener");
-                    }
-                }
-            }
+        while let Some(reload) = reloads.recv().await {
+            apply(&reload_scope, reload);
             pending.workers.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             pending.applied.notify_waiters();
         }
@@ -142,4 +136,32 @@ async fn run(args: WorkerArgs) {
         }
     }
     scope.access_log.borrow_mut().flush();
+}
+
+/// Applies one reload in this worker (see [`WorkerReload`]).
+fn apply(scope: &WorkerScope, reload: WorkerReload) {
+    let WorkerReload { specs, remove, add } = reload;
+    scope.listeners.borrow_mut().retain(|slot| {
+        let removed = remove.contains(&slot.name());
+        if removed {
+            slot.stop();
+        }
+        !removed
+    });
+    let slots: Vec<_> = scope.listeners.borrow().clone();
+    for slot in &slots {
+        let name = slot.name();
+        if let Some(spec) = specs.iter().find(|s| s.name == name) {
+            if let Err(error) = slot.update(spec.clone()) {
+                tracing::error!(worker = scope.id, %error, "cannot apply the reloaded listener");
+            }
+        }
+    }
+    for run in add {
+        let name = run.spec.name.clone();
+        let protocol = run.spec.protocol.clone();
+        if let Err(error) = protocol.serve(scope, run) {
+            tracing::error!(worker = scope.id, listener = %name, %error, "cannot start the added listener");
+        }
+    }
 }

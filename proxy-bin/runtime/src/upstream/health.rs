@@ -20,8 +20,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use metaprotocol_core::{Codec, CodecError, MessageType, Mutation, WireBuf};
+use bytes::{Bytes, BytesMut};
+use metaprotocol_core::{Codec, CodecError, Message, MessageType, Mutation, ResponseStatus, WireBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -55,44 +55,87 @@ pub enum HealthCheckError {
     /// The answer did not decode.
     #[error("undecodable answer: {0}")]
     Decode(#[source] CodecError),
-    /// The endpoint answered with something other than the pong.
-    #[error("answered a {0} instead of a pong")]
+    /// The endpoint answered with something other than the pong (or the response).
+    #[error("answered a {0} instead of the answer to the check")]
     NotPong(MessageType),
+    /// The configured request's answer was not a success.
+    #[error("the health-check request was answered with status `{0}`")]
+    Failed(&'static str),
+    /// `kind: request` with no request (the loader refuses it).
+    #[error("no health-check request configured")]
+    NoRequest,
+    /// The configured request is not one whole two-way request of the protocol.
+    #[error("the configured health-check request does not decode as a request: {0}")]
+    BadRequest(#[source] CodecError),
 }
 
-/// One check of `address` with `codec`: connect, and for [`HealthCheckKind::Heartbeat`] when the
-/// codec has a heartbeat, send it and wait for its pong. The caller bounds it with the timeout.
+/// One check of `address` with `codec`: connect; for [`HealthCheckKind::Heartbeat`] when the
+/// codec has a heartbeat, send it and wait for its pong; for [`HealthCheckKind::Request`], send the
+/// configured request (with the check's own id) and wait for a successful answer. The caller
+/// bounds it with the timeout.
 pub async fn check_with_codec<C: Codec>(
     codec: &C,
     address: SocketAddr,
     kind: HealthCheckKind,
+    request: Option<Bytes>,
 ) -> Result<(), HealthCheckError> {
-    let mut stream = TcpStream::connect(address).await.map_err(HealthCheckError::Connect)?;
-    let ping = match kind {
-        HealthCheckKind::Tcp => None,
-        HealthCheckKind::Heartbeat => codec.health_check_request(),
+    let probe = match (kind, request) {
+        (HealthCheckKind::Tcp, _) => None,
+        (HealthCheckKind::Heartbeat, _) => codec.health_check_request(),
+        (HealthCheckKind::Request, None) => return Err(HealthCheckError::NoRequest),
+        (HealthCheckKind::Request, Some(frame)) => Some(configured_request(codec, frame)?),
     };
-    let Some(mut ping) = ping else { return Ok(()) };
+    let mut stream = TcpStream::connect(address).await.map_err(HealthCheckError::Connect)?;
+    let Some(mut probe) = probe else { return Ok(()) };
     let _ = stream.set_nodelay(true);
     let mut encoder = codec.clone();
-    encoder.rewrite_request_id(&mut ping, CHECK_ID).map_err(HealthCheckError::Encode)?;
+    encoder.rewrite_request_id(&mut probe, CHECK_ID).map_err(HealthCheckError::Encode)?;
     let mut out = WireBuf::new();
-    encoder.encode(&ping, &Mutation::new(), &mut out).map_err(HealthCheckError::Encode)?;
+    encoder.encode(&probe, &Mutation::new(), &mut out).map_err(HealthCheckError::Encode)?;
     stream.write_all(&out.take_bytes()).await.map_err(HealthCheckError::Io)?;
     let mut decoder = codec.clone();
     let mut buf = BytesMut::with_capacity(256);
     loop {
         while let Some(m) = decoder.decode(&mut buf).map_err(HealthCheckError::Decode)? {
-            match m.metadata.message_type {
-                MessageType::Pong if m.metadata.request_id == CHECK_ID => return Ok(()),
+            let ours = m.metadata.request_id == CHECK_ID;
+            match (kind, m.metadata.message_type) {
+                (HealthCheckKind::Heartbeat, MessageType::Pong) if ours => return Ok(()),
+                (HealthCheckKind::Request, MessageType::Response) if ours => {
+                    return match m.metadata.response_status {
+                        ResponseStatus::Ok => Ok(()),
+                        status => Err(HealthCheckError::Failed(status.as_str())),
+                    };
+                }
                 // The endpoint's own heartbeats, or events: not the answer.
-                MessageType::Ping | MessageType::Pong | MessageType::Oneway => {}
-                other => return Err(HealthCheckError::NotPong(other)),
+                (_, MessageType::Ping | MessageType::Pong | MessageType::Oneway) => {}
+                (_, other) => return Err(HealthCheckError::NotPong(other)),
             }
         }
         if stream.read_buf(&mut buf).await.map_err(HealthCheckError::Io)? == 0 {
             return Err(HealthCheckError::Closed);
         }
+    }
+}
+
+/// The configured request `frame`, decoded with `codec`: exactly one two-way request.
+fn configured_request<C: Codec>(codec: &C, frame: Bytes) -> Result<Message<C::Layout>, HealthCheckError> {
+    let mut decoder = codec.clone();
+    let mut buf = BytesMut::from(&frame[..]);
+    let message = decoder.decode(&mut buf).map_err(HealthCheckError::BadRequest)?;
+    match message {
+        Some(m) if buf.is_empty() && m.metadata.message_type == MessageType::Request => Ok(m),
+        Some(m) if m.metadata.message_type != MessageType::Request => {
+            Err(HealthCheckError::BadRequest(CodecError::Unsupported(
+                format!("the configured health-check request is a {}, not a two-way request", m.metadata.message_type)
+                    .into(),
+            )))
+        }
+        Some(_) => Err(HealthCheckError::BadRequest(CodecError::Unsupported(
+            "the configured health-check request has bytes after its frame".into(),
+        ))),
+        None => Err(HealthCheckError::BadRequest(CodecError::Unsupported(
+            "the configured health-check request is not a whole frame".into(),
+        ))),
     }
 }
 
@@ -172,10 +215,11 @@ pub async fn run(
         let checks = set.endpoints.iter().map(|e| {
             let protocol = protocol.clone();
             let address = e.address;
+            let request = spec.request.clone();
             async move {
                 let check = async {
                     match &protocol {
-                        Some(p) => p.health_check(address, spec.kind).await,
+                        Some(p) => p.health_check(address, spec.kind, request).await,
                         None => check_tcp(address).await,
                     }
                 };
@@ -208,6 +252,7 @@ mod tests {
             unhealthy_threshold: 2,
             healthy_threshold: 2,
             kind: HealthCheckKind::Heartbeat,
+            request: None,
         }
     }
 

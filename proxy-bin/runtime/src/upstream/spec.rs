@@ -39,6 +39,7 @@ impl HealthCheckKind {
         match self {
             HealthCheckKind::Heartbeat => "heartbeat",
             HealthCheckKind::Tcp => "tcp",
+            HealthCheckKind::Request => "request",
         }
     }
 }
@@ -82,11 +83,14 @@ pub enum HealthCheckKind {
     Heartbeat,
     /// A TCP connect only: the endpoint is healthy when it accepts a connection.
     Tcp,
+    /// A configured request ([`HealthCheckSpec::request`]), sent with a fresh request id, whose
+    /// answer must be a success (not an error status, not an exception).
+    Request,
 }
 
 /// Active health checking of a cluster's endpoints (Envoy's `health_checks`), run once per
 /// process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthCheckSpec {
     /// Time between two checks of an endpoint.
     pub interval: Duration,
@@ -98,6 +102,8 @@ pub struct HealthCheckSpec {
     pub healthy_threshold: u32,
     /// What a check sends.
     pub kind: HealthCheckKind,
+    /// For [`HealthCheckKind::Request`]: the request frame, as configured.
+    pub request: Option<bytes::Bytes>,
 }
 
 /// Outlier detection (Envoy's `outlier_detection`): passive, from the answers requests get.

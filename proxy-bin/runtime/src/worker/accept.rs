@@ -25,6 +25,8 @@ pub(crate) struct Bound<C: Codec> {
     /// The listener as configured now: a reload swaps it, and each request keeps the one it
     /// started with.
     pub listener: RefCell<Rc<ListenerRt>>,
+    /// Stops the accept loop (the listener was removed by a reload).
+    pub stop: tokio::sync::Notify,
 }
 
 impl<C: Codec> Bound<C> {
@@ -72,13 +74,23 @@ impl<C: Codec> ListenerSlot for Bound<C> {
             stats: current.stats.clone(),
             connections: current.connections.clone(),
             tracing: current.tracing.clone(),
+            id: current.id,
+            stopped: current.stopped.clone(),
         };
         *self.listener.borrow_mut() = Rc::new(next);
         Ok(())
     }
+
+    fn stop(&self) {
+        let listener = self.current();
+        listener.stopped.set(true);
+        // A permit is stored when the loop is not waiting: the stop is not lost.
+        self.stop.notify_one();
+        listener.connections.drain_listener(listener.id);
+    }
 }
 
-/// Accepts connections on `socket` until the drain starts.
+/// Accepts connections on `socket` until the drain starts or a reload removes the listener.
 pub(crate) async fn accept<C: Codec>(bound: Rc<Bound<C>>, socket: TcpListener, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
@@ -103,6 +115,7 @@ pub(crate) async fn accept<C: Codec>(bound: Rc<Bound<C>>, socket: TcpListener, m
                 }
             },
             _ = shutdown.wait_for(|draining| *draining) => break,
+            _ = bound.stop.notified() => break,
         }
     }
     tracing::debug!(listener = %bound.name(), "stopped accepting");

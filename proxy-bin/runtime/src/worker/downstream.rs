@@ -195,7 +195,11 @@ pub(crate) async fn serve<C: Codec, E: DownstreamEvents<C>>(
         }),
     });
     let listener = events.listener();
-    let key = listener.connections.insert(Rc::downgrade(&shared) as std::rc::Weak<dyn Drainable>);
+    let key = listener.connections.insert(
+        Rc::downgrade(&shared) as std::rc::Weak<dyn Drainable>,
+        listener.id,
+        listener.stopped.get(),
+    );
     listener.stats.downstream_cx_total.inc();
     listener.stats.downstream_cx_active.inc();
     let now = events.now();

@@ -62,8 +62,10 @@ pub(crate) fn serve<C: Codec>(
         stats: run.stats,
         connections: scope.connections.clone(),
         tracing,
+        id: listener::next_id(),
+        stopped: Rc::default(),
     });
-    let bound = Rc::new(Bound { engine, listener: std::cell::RefCell::new(listener) });
+    let bound = Rc::new(Bound { engine, listener: std::cell::RefCell::new(listener), stop: Default::default() });
     scope.listeners.borrow_mut().push(bound.clone());
     tokio::task::spawn_local(accept::accept(bound, socket, scope.shared.shutdown.clone()));
     Ok(())

@@ -7,6 +7,10 @@
 
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: see BENCHMARKS.md, "Tracing cost".
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match metaproxy_runtime::default_registry() {
         Ok(registry) => metaproxy_runtime::cli::main_with(registry),

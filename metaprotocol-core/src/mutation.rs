@@ -36,18 +36,37 @@ impl MutationOp {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Mutation {
     ops: Vec<MutationOp>,
+    /// How many of the operations, from the first, were added by [`append`](Mutation::append).
+    appended: usize,
 }
 
 impl Mutation {
     /// An empty mutation (no allocation).
     pub const fn new() -> Self {
-        Mutation { ops: Vec::new() }
+        Mutation { ops: Vec::new(), appended: 0 }
     }
 
     /// Appends a set operation.
     pub fn set(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> &mut Self {
         self.ops.push(MutationOp::Set { key: key.into(), value: value.into() });
         self
+    }
+
+    /// Appends a set operation for a key the caller knows the message does not carry (in any
+    /// case): a codec may then add the entry after the existing ones without reading them (see
+    /// [`is_append_only`](Self::is_append_only)). Appending the same key twice writes it twice.
+    pub fn append(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> &mut Self {
+        if self.appended == self.ops.len() {
+            self.appended += 1;
+        }
+        self.set(key, value)
+    }
+
+    /// True when the mutation only adds keys the message does not carry (every operation came
+    /// from [`append`](Self::append)), and is not empty: a codec can write the existing key/value
+    /// block as it is and add the new entries after it.
+    pub fn is_append_only(&self) -> bool {
+        !self.ops.is_empty() && self.appended == self.ops.len()
     }
 
     /// Appends a remove operation.
@@ -58,6 +77,9 @@ impl Mutation {
 
     /// Appends every operation of `other`, after this one's.
     pub fn extend_from(&mut self, other: &Mutation) {
+        if self.appended == self.ops.len() && other.appended == other.ops.len() {
+            self.appended += other.appended;
+        }
         self.ops.extend(other.ops.iter().cloned());
     }
 
@@ -97,13 +119,36 @@ impl Mutation {
 
 impl FromIterator<MutationOp> for Mutation {
     fn from_iter<I: IntoIterator<Item = MutationOp>>(iter: I) -> Self {
-        Mutation { ops: iter.into_iter().collect() }
+        Mutation { ops: iter.into_iter().collect(), appended: 0 }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_only_holds_while_every_operation_is_an_append() {
+        let mut m = Mutation::new();
+        assert!(!m.is_append_only(), "an empty mutation changes nothing");
+        m.append("traceparent", "00-1-2-01");
+        assert!(m.is_append_only());
+        let mut other = Mutation::new();
+        other.append("tracestate", "a=b");
+        m.extend_from(&other);
+        assert!(m.is_append_only());
+        m.set("x", "1");
+        assert!(!m.is_append_only());
+        m.append("y", "2");
+        assert!(!m.is_append_only(), "a set before it may touch an existing key");
+        let mut s = Mutation::new();
+        s.remove("k");
+        s.extend_from(&other);
+        assert!(!s.is_append_only());
+        let mut kvs = KeyValues::new();
+        other.apply_to(&mut kvs);
+        assert_eq!(kvs.get("tracestate"), Some(&b"a=b"[..]), "an append applies as a set");
+    }
 
     #[test]
     fn applies_in_order() {

@@ -1,14 +1,14 @@
 //! [`DubboCodec`]: decode, splice-on-encode, request-id rewrite, error replies, heartbeats.
 
 use bytes::{Bytes, BytesMut};
-use metaprotocol_core::{Codec, CodecError, LocalReply, Message, Mutation, WireBuf, MAX_RESERVE};
+use metaprotocol_core::{Codec, CodecError, LocalReply, Message, Mutation, MutationOp, WireBuf, MAX_RESERVE};
 
 use crate::attachments;
 use crate::body;
 use crate::factory::DubboOptions;
 use crate::header::{self, FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, HEADER_LEN, ID_OFFSET};
 use crate::hessian;
-use crate::layout::{Body, DubboLayout};
+use crate::layout::{Attachments, Body, DubboLayout, ResponseKind};
 use crate::reply;
 
 /// The Dubbo codec for one connection. It keeps no state between messages: cloning it is
@@ -40,6 +40,74 @@ impl DubboCodec {
             return Ok(());
         }
         dst.push_patched(frame, HEADER_LEN, ID_OFFSET, &message.metadata.request_id.to_be_bytes())
+    }
+}
+
+impl DubboCodec {
+    /// [`Codec::encode`] of a mutation that only adds keys the message does not carry
+    /// ([`Mutation::is_append_only`]) to an untyped attachment map (`H` ... `Z`): the frame goes
+    /// out as it is up to the map's `Z`, then the new entries and the `Z`, without reading the
+    /// map. `None` when the message has no such map (the general path handles it).
+    fn encode_appended(
+        &self,
+        message: &Message<DubboLayout>,
+        attachments: Attachments,
+        kind: Option<(ResponseKind, u32)>,
+        mutation: &Mutation,
+        dst: &mut WireBuf,
+    ) -> Option<Result<(), CodecError>> {
+        let Attachments::Map(span) = attachments else { return None };
+        let frame = message.frame();
+        let map = span.range();
+        let (first, last) = (frame.get(map.start).copied()?, frame.get(map.end.checked_sub(1)?).copied()?);
+        if first != b'H' || last != b'Z' || map.start >= map.end - 1 || map.end > frame.len() {
+            return None;
+        }
+        // A response that has a map already says so in its kind: the kind stays as it is.
+        let kind_end = match kind {
+            Some((_, end)) => end as usize,
+            None => HEADER_LEN,
+        };
+        if kind_end > map.start {
+            return Some(Err(CodecError::Encode("inconsistent Dubbo layout".into())));
+        }
+        let mut added = 0usize;
+        for op in mutation.ops() {
+            let MutationOp::Set { key, value } = op else { return None };
+            match (hessian::string_len(key), hessian::string_len(value)) {
+                (Ok(k), Ok(v)) => added += k + v,
+                (Err(e), _) | (_, Err(e)) => return Some(Err(e.into())),
+            }
+        }
+        let body_len = frame.len() - HEADER_LEN + added;
+        if HEADER_LEN + body_len > self.options.max_frame_size {
+            return Some(Err(CodecError::Encode("the mutation makes the frame exceed the maximum frame size".into())));
+        }
+        let body_len = match header::body_length(body_len) {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
+        let Some(status) = frame.get(3).copied() else {
+            return Some(Err(CodecError::Encode("frame shorter than a Dubbo header".into())));
+        };
+        let layout = message.layout();
+        dst.push_built(|b| header::put(b, layout.flags, status, message.metadata.request_id, body_len));
+        dst.push(frame.slice(HEADER_LEN..map.end - 1));
+        let written = dst.push_built(|b| {
+            for op in mutation.ops() {
+                if let MutationOp::Set { key, value } = op {
+                    hessian::write_string(b, key)?;
+                    hessian::write_string(b, value)?;
+                }
+            }
+            hessian::write_map_end(b);
+            Ok::<(), CodecError>(())
+        });
+        if let Err(e) = written {
+            return Some(Err(e));
+        }
+        dst.push(frame.slice(map.end..));
+        Some(Ok(()))
     }
 }
 
@@ -108,6 +176,11 @@ impl Codec for DubboCodec {
             }
         };
         let frame = message.frame();
+        if mutation.is_append_only() {
+            if let Some(result) = self.encode_appended(message, attachments, kind, mutation, dst) {
+                return result;
+            }
+        }
         let Some(map) = attachments::plan(frame, attachments, mutation, self.options.max_depth)? else {
             // Nothing to write and nothing was there: the frame goes out as it came (with its id).
             return Self::passthrough(message, dst);

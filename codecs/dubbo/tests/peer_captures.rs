@@ -183,3 +183,35 @@ fn every_captured_frame_passes_the_conformance_kit() {
     assert!(frames >= 60);
     kit.run();
 }
+
+#[test]
+fn appending_keys_writes_the_same_frame_as_setting_them() {
+    // A mutation that only adds absent keys skips reading the attachment map: the bytes must be
+    // those of the general path, which reads the map and applies the mutation to it.
+    let manifest = manifest();
+    let mut compared = 0;
+    for file in manifest["files"].as_object().unwrap().keys() {
+        let (_, msgs) = decode_file(file);
+        for (_, m) in msgs {
+            if !matches!(m.metadata.message_type, MessageType::Request | MessageType::Response) {
+                continue;
+            }
+            let (mut set, mut append) = (metaprotocol_core::Mutation::new(), metaprotocol_core::Mutation::new());
+            set.set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").set("x-é", "√");
+            append.append("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").append("x-é", "√");
+            let mut codec = DubboCodec::default();
+            let (mut a, mut b) = (metaprotocol_core::WireBuf::new(), metaprotocol_core::WireBuf::new());
+            codec.encode(&m, &set, &mut a).unwrap();
+            codec.encode(&m, &append, &mut b).unwrap();
+            let (a, b) = (a.take_bytes(), b.take_bytes());
+            assert_eq!(a, b, "{file}: request id {}", m.metadata.request_id);
+            // And the frame decodes with the new keys.
+            let back = codec.decode(&mut BytesMut::from(&b[..])).unwrap().unwrap();
+            if back.metadata.kvs.get_str("body_kind").is_none_or(|k| k != "2") {
+                assert_eq!(back.metadata.kvs.get_str("x-é"), Some("√"), "{file}");
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared >= 40, "only {compared} frames compared");
+}

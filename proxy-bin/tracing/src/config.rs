@@ -53,6 +53,17 @@ pub enum Propagation {
     B3multi,
 }
 
+impl Propagation {
+    /// The keys this format reads and writes.
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            Propagation::W3c => &["traceparent", "tracestate"],
+            Propagation::B3 => &["b3"],
+            Propagation::B3multi => &["x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled"],
+        }
+    }
+}
+
 /// `listeners[].tracing`, as written.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

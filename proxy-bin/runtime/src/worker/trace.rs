@@ -53,6 +53,10 @@ pub(crate) struct ExchangeTrace {
     /// The request carries a `tracestate` that does not go with the context the proxy continues
     /// (its `traceparent` was invalid, or the context came in B3): removed from what goes upstream.
     drop_tracestate: bool,
+    /// The request carries none of the keys the tracer writes (in any case): each try's context is
+    /// added with [`Mutation::append`], which lets a codec add it without reading the request's
+    /// key/value block.
+    keys_absent: bool,
     /// The operation (`service/method`), the spans' name.
     op: Operation,
     /// The try in flight.
@@ -91,6 +95,7 @@ impl ExchangeTrace {
             try_parent: self.server_span,
             tracestate: self.tracestate.clone(),
             drop_tracestate: self.drop_tracestate,
+            keys_absent: self.keys_absent,
             op: self.op.clone(),
             open_try: None,
         })
@@ -144,6 +149,7 @@ impl<C: Codec> Engine<C> {
         let drop_tracestate = tracestate.is_none()
             && tracer.propagation().contains(&Propagation::W3c)
             && request.kvs.contains("tracestate");
+        let keys_absent = tracer.propagation().iter().all(|p| p.keys().iter().all(|k| !request.kvs.contains(k)));
         let server_span = new_span_id();
         Some(Box::new(ExchangeTrace {
             trace_id: sampled.trace_id,
@@ -152,6 +158,7 @@ impl<C: Codec> Engine<C> {
             try_parent: server_span,
             tracestate,
             drop_tracestate,
+            keys_absent,
             op: tracer.operation(request.service(), request.method(), &self.protocol),
             open_try: None,
         }))
@@ -168,8 +175,16 @@ impl<C: Codec> Engine<C> {
         let trace = ex.trace.as_deref_mut()?;
         let span_id = new_span_id();
         let mut mutation = ex.ctx.request_mutation.clone();
+        // After the request's own mutation, which may add or remove keys, an append could
+        // duplicate a key: only an otherwise untouched request gets the codecs' append path.
+        let append = trace.keys_absent && mutation.is_empty();
         tracer.inject(trace.trace_id, span_id, trace.try_parent, trace.tracestate.as_deref(), |key, value| {
-            mutation.set(Bytes::from_static(key.as_bytes()), Bytes::from(value));
+            let (key, value) = (Bytes::from_static(key.as_bytes()), Bytes::from(value));
+            if append {
+                mutation.append(key, value);
+            } else {
+                mutation.set(key, value);
+            }
         });
         if trace.drop_tracestate {
             mutation.remove(Bytes::from_static(b"tracestate"));

@@ -1,5 +1,6 @@
 //! The exporter: one thread per collector, fed batches of finished spans by the workers through a
-//! bounded channel, exporting them with `opentelemetry-otlp`'s `SpanExporter` (gRPC or HTTP).
+//! bounded channel, encoding them as OTLP ([`crate::otlp`]) and sending them over gRPC or HTTP
+//! ([`crate::transport`]).
 //!
 //! The thread runs its own current-thread tokio runtime (the gRPC and HTTP clients need one) and
 //! lowers its own scheduling priority (`exporter_nice`, default 10), so that on a busy machine the
@@ -7,21 +8,17 @@
 //! and the workers drop and count spans rather than slow requests down. Each export call is bounded by `export_timeout` and is
 //! not retried; the spans of a failed call are dropped and counted.
 
-use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
-use opentelemetry::{InstrumentationScope, Key, KeyValue, Value};
-use opentelemetry_otlp::{RetryPolicy, WithExportConfig, WithHttpConfig, WithTonicConfig};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter, SpanLinks};
-use opentelemetry_sdk::Resource;
 use tokio::sync::mpsc;
 
-use crate::config::{ExporterSpec, OtlpProtocol, TracingSpec};
-use crate::span::{AttrValue, Attributes, SpanKind, SpanRecord, SpanStatus};
+use crate::config::{ExporterSpec, TracingSpec};
+use crate::otlp::OtlpEncoder;
+use crate::span::SpanRecord;
 use crate::stats::ExportStats;
+use crate::transport::{Transport, TransportError};
 use crate::worker::WorkerTracer;
 
 /// Most spans sent in one export call: the exporter takes what is queued, up to this.
@@ -36,14 +33,14 @@ pub enum TracingError {
     /// Its runtime could not be built.
     #[error("cannot build the span exporter's runtime")]
     Runtime(#[source] std::io::Error),
-    /// The OTLP exporter refused its configuration.
-    #[error("cannot build the OTLP exporter for {endpoint}")]
+    /// The collector's address is not usable.
+    #[error("cannot export spans to {endpoint}")]
     Build {
         /// The collector.
         endpoint: String,
-        /// What the exporter said.
+        /// Why.
         #[source]
-        source: opentelemetry_otlp::ExporterBuildError,
+        source: TransportError,
     },
     /// The thread ended before saying whether it started.
     #[error("the span exporter thread ended while starting")]
@@ -62,25 +59,15 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Starts the exporter for `spec`: an OTLP exporter over gRPC or HTTP, as configured.
+    /// Starts the exporter for `spec`: OTLP over gRPC or HTTP, as configured.
     pub fn start(spec: &ExporterSpec) -> Result<Arc<Exporter>, TracingError> {
-        let config = spec.clone();
-        Self::start_with(spec, move || otlp_exporter(&config))
-    }
-
-    /// Starts an exporter thread that exports with what `make` builds (on that thread, inside its
-    /// runtime). Tests pass exporters of their own.
-    pub fn start_with<E, F>(spec: &ExporterSpec, make: F) -> Result<Arc<Exporter>, TracingError>
-    where
-        E: SpanExporter + 'static,
-        F: FnOnce() -> Result<E, TracingError> + Send + 'static,
-    {
         let batches = (spec.max_queue_size / spec.batch_size.max(1)).max(1);
         let (sender, receiver) = mpsc::channel(batches);
         let stats = Arc::new(ExportStats::default());
         let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
         let nice = i32::from(spec.nice);
+        let config = spec.clone();
         let run = Run {
             receiver,
             stats: stats.clone(),
@@ -98,14 +85,15 @@ impl Exporter {
                         return;
                     }
                 };
-                let exporter = {
+                let transport = {
                     let _entered = runtime.enter();
-                    make()
+                    Transport::new(&config)
+                        .map_err(|source| TracingError::Build { endpoint: config.endpoint.clone(), source })
                 };
-                match exporter {
-                    Ok(exporter) => {
+                match transport {
+                    Ok(transport) => {
                         let _ = started_tx.send(Ok(()));
-                        runtime.block_on(run.run(exporter));
+                        runtime.block_on(run.run(transport));
                     }
                     Err(e) => {
                         let _ = started_tx.send(Err(e));
@@ -172,33 +160,6 @@ fn lower_priority(nice: i32) {
     }
 }
 
-/// The OTLP exporter for `spec`: no retries (a failed call's spans are dropped and counted) and
-/// the timeout of one call. (The exporter thread sets the resource.)
-fn otlp_exporter(spec: &ExporterSpec) -> Result<opentelemetry_otlp::SpanExporter, TracingError> {
-    let built = match spec.protocol {
-        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(spec.endpoint.clone())
-            .with_timeout(spec.export_timeout)
-            .with_retry_policy(RetryPolicy::disabled())
-            .build(),
-        OtlpProtocol::Http => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(spec.endpoint.clone())
-            .with_timeout(spec.export_timeout)
-            .with_retry_policy(RetryPolicy::disabled())
-            .build(),
-    };
-    built.map_err(|source| TracingError::Build { endpoint: spec.endpoint.clone(), source })
-}
-
-/// The spans' resource: the SDK's defaults (`telemetry.sdk.*`, `OTEL_RESOURCE_ATTRIBUTES`) with
-/// `service.name` set.
-fn resource(service_name: &str) -> Resource {
-    Resource::builder().with_service_name(service_name.to_string()).build()
-}
-
 /// The exporter thread's loop.
 struct Run {
     receiver: mpsc::Receiver<Vec<SpanRecord>>,
@@ -208,9 +169,8 @@ struct Run {
 }
 
 impl Run {
-    async fn run<E: SpanExporter>(mut self, mut exporter: E) {
-        exporter.set_resource(&resource(&self.service_name));
-        let scope = InstrumentationScope::builder("metaproxy").with_version(env!("CARGO_PKG_VERSION")).build();
+    async fn run(mut self, mut transport: Transport) {
+        let mut encoder = OtlpEncoder::new(&self.service_name);
         let mut last_warning: Option<Instant> = None;
         let mut failed_since_warning = 0u64;
         while let Some(first) = self.receiver.recv().await {
@@ -222,15 +182,15 @@ impl Run {
                 }
             }
             let n = records.len() as u64;
-            let clock = Clock::now();
-            let batch: Vec<SpanData> = records.into_iter().map(|r| span_data(r, &scope, clock)).collect();
-            let result = tokio::time::timeout(self.timeout, exporter.export(batch)).await;
+            let body = encoder.encode(&records, Clock::now());
+            drop(records);
+            let result = tokio::time::timeout(self.timeout, transport.send(body)).await;
             let error = match result {
                 Ok(Ok(())) => {
                     self.stats.exported.fetch_add(n, Ordering::Relaxed);
                     continue;
                 }
-                Ok(Err(e)) => e.to_string(),
+                Ok(Err(e)) => error_chain(&e),
                 Err(_) => format!("no answer within {:?}", self.timeout),
             };
             self.stats.dropped_export_failed.fetch_add(n, Ordering::Relaxed);
@@ -243,90 +203,19 @@ impl Run {
                 failed_since_warning = 0;
             }
         }
-        let _ = exporter.shutdown_with_timeout(Duration::from_secs(1));
     }
 }
 
-fn value(v: AttrValue) -> Value {
-    match v {
-        AttrValue::Static(s) => Value::from(s),
-        AttrValue::Shared(s) => Value::from(s),
-        AttrValue::Owned(s) => Value::from(s),
-        AttrValue::Int(i) => Value::I64(i),
-        AttrValue::Bool(b) => Value::Bool(b),
-        AttrValue::Ip(ip) => Value::from(ip.to_string()),
-        AttrValue::Address(a) => Value::from(a.to_string()),
+/// An error and its sources, for the log.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
     }
-}
-
-fn int(n: u64) -> Value {
-    Value::I64(i64::try_from(n).unwrap_or(i64::MAX))
-}
-
-/// A record's typed fields as OpenTelemetry attributes.
-fn attributes(kind: SpanKind, name: &str, a: Attributes) -> Vec<KeyValue> {
-    let mut out = Vec::with_capacity(20 + a.extra.len());
-    let mut put = |key: &'static str, v: Value| out.push(KeyValue::new(Key::from_static_str(key), v));
-    if let Some(s) = a.rpc_system {
-        put("rpc.system", Value::from(s));
-    }
-    for (key, range) in [("rpc.service", a.service), ("rpc.method", a.method)] {
-        if let Some(part) = range.and_then(|r| name.get(r)) {
-            put(key, Value::from(part.to_string()));
-        }
-    }
-    for (key, v) in [
-        ("metaproxy.listener", a.listener),
-        ("metaproxy.route", a.route),
-        ("metaproxy.cluster", a.cluster),
-        ("metaproxy.subset", a.subset),
-    ] {
-        if let Some(v) = v {
-            put(key, Value::from(v));
-        }
-    }
-    if let Some(peer) = a.peer {
-        let (address, port) = match kind {
-            SpanKind::Server => ("client.address", "client.port"),
-            SpanKind::Client => ("server.address", "server.port"),
-        };
-        put(address, Value::from(peer.ip().to_string()));
-        put(port, Value::I64(i64::from(peer.port())));
-    }
-    if let Some(upstream) = a.upstream {
-        put("metaproxy.upstream", Value::from(upstream.to_string()));
-    }
-    for (key, v) in [("metaproxy.outcome", a.outcome), ("metaproxy.status", a.status)] {
-        if let Some(v) = v {
-            put(key, Value::from(v));
-        }
-    }
-    if let Some(code) = a.response_code {
-        put("metaproxy.response.code", Value::I64(code));
-    }
-    for (key, v) in [
-        ("metaproxy.request_id", a.request_id),
-        ("metaproxy.request.size", a.request_size),
-        ("metaproxy.response.size", a.response_size),
-    ] {
-        if let Some(v) = v {
-            put(key, int(v));
-        }
-    }
-    if let Some(n) = a.attempts {
-        let key = match kind {
-            SpanKind::Server => "metaproxy.attempts",
-            SpanKind::Client => "metaproxy.attempt",
-        };
-        put(key, Value::I64(i64::from(n)));
-    }
-    if a.mirror {
-        put("metaproxy.mirror", Value::Bool(true));
-    }
-    for (key, v) in a.extra {
-        put(key, value(v));
-    }
-    out
+    text
 }
 
 /// One moment of both clocks: turns the records' instants into wall-clock times.
@@ -348,37 +237,5 @@ impl Clock {
             Some(after) => self.wall + after,
             None => self.wall.checked_sub(self.instant.duration_since(at)).unwrap_or(SystemTime::UNIX_EPOCH),
         }
-    }
-}
-
-/// A record as the SDK's exporters take it, its times read against `clock`.
-pub fn span_data(r: SpanRecord, scope: &InstrumentationScope, clock: Clock) -> SpanData {
-    let trace_state = r.trace_state.as_deref().and_then(|ts| ts.parse::<TraceState>().ok()).unwrap_or_default();
-    SpanData {
-        span_context: SpanContext::new(
-            TraceId::from(r.trace_id),
-            SpanId::from(r.span_id),
-            TraceFlags::SAMPLED,
-            false,
-            trace_state,
-        ),
-        parent_span_id: if r.parent_span_id == 0 { SpanId::INVALID } else { SpanId::from(r.parent_span_id) },
-        parent_span_is_remote: r.parent_is_remote,
-        span_kind: match r.kind {
-            SpanKind::Server => opentelemetry::trace::SpanKind::Server,
-            SpanKind::Client => opentelemetry::trace::SpanKind::Client,
-        },
-        attributes: attributes(r.kind, &r.name, r.attributes),
-        name: Cow::Owned(r.name.to_string()),
-        start_time: clock.wall(r.start),
-        end_time: clock.wall(r.end),
-        dropped_attributes_count: 0,
-        events: SpanEvents::default(),
-        links: SpanLinks::default(),
-        status: match r.status {
-            SpanStatus::Unset => opentelemetry::trace::Status::Unset,
-            SpanStatus::Error(description) => opentelemetry::trace::Status::error(description),
-        },
-        instrumentation_scope: scope.clone(),
     }
 }

@@ -10,10 +10,10 @@
 //!   `sample_ratio`), span ids from the worker's own random generator, and the worker's batch of
 //!   finished [`SpanRecord`]s, handed over with one `try_send` when full or at each flush tick.
 //!   A full queue drops the batch and counts it: requests never wait.
-//! * [`Exporter`]: one thread per collector that turns records into the OpenTelemetry SDK's
-//!   `SpanData` and exports them with `opentelemetry-otlp` over gRPC or HTTP, at a lowered
-//!   priority, each call bounded by `export_timeout`; [`ExportStats`] counts what it exported and
-//!   what was dropped.
+//! * [`Exporter`]: one thread per collector that encodes records as OTLP protobuf (`otlp`, no
+//!   allocation per span) and sends them over gRPC (`tonic`) or HTTP (`hyper`) (`transport`), at
+//!   a lowered priority, each call bounded by `export_timeout`; [`ExportStats`] counts what it
+//!   exported and what was dropped.
 //!
 //! The proxy records a server span per request (the proxy serving the client) and a client span
 //! per upstream try, retries and mirrored copies included, each try's context written into the
@@ -24,12 +24,15 @@
 pub mod config;
 pub mod context;
 mod export;
+mod otlp;
 mod span;
 mod stats;
+mod transport;
 mod worker;
 
 pub use config::{ExporterSpec, OtlpProtocol, Propagation, TracingConfig, TracingConfigError, TracingSpec};
-pub use export::{span_data, Clock, Exporter, TracingError, MAX_EXPORT_BATCH};
+pub use export::{Clock, Exporter, TracingError, MAX_EXPORT_BATCH};
 pub use span::{AttrValue, Attributes, SpanKind, SpanRecord, SpanStatus};
 pub use stats::ExportStats;
+pub use transport::TransportError;
 pub use worker::{new_span_id, new_trace_id, Operation, Sampled, WorkerTracer};

@@ -12,12 +12,13 @@
 //! encoded once. The unit tests decode the output with `opentelemetry-proto`'s own types.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use opentelemetry::Value;
 use opentelemetry_sdk::Resource;
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+use prost::encoding::{encoded_len_varint, key_len, WireType};
 
 use crate::export::Clock;
 use crate::span::{AttrValue, Attributes, SpanKind, SpanRecord, SpanStatus};
@@ -40,6 +41,36 @@ pub(crate) struct OtlpEncoder {
     spans: Vec<u8>,
     /// One span's message, before its length is known.
     span: Vec<u8>,
+    /// Addresses as text (`ip`, `ip:port`), kept across batches: clients and upstreams repeat.
+    texts: AddressTexts,
+}
+
+/// The text of recently seen addresses: formatting one costs more than the rest of its span.
+#[derive(Debug, Default)]
+struct AddressTexts {
+    known: std::collections::HashMap<SocketAddr, AddressText>,
+}
+
+/// An address's IP, and the address as `ip:port`.
+type AddressText = (Box<[u8]>, Box<[u8]>);
+
+impl AddressTexts {
+    /// Most addresses kept; past it the table starts over.
+    const MAX: usize = 4096;
+
+    /// `address`'s IP and `ip:port`, as text.
+    fn get(&mut self, address: SocketAddr) -> (&[u8], &[u8]) {
+        if self.known.len() >= Self::MAX && !self.known.contains_key(&address) {
+            self.known.clear();
+        }
+        let (ip, full) = self.known.entry(address).or_insert_with(|| {
+            let mut scratch = [0u8; 64];
+            let ip = on_stack(&mut scratch, address.ip()).into();
+            let full = on_stack(&mut scratch, address).into();
+            (ip, full)
+        });
+        (ip, full)
+    }
 }
 
 impl OtlpEncoder {
@@ -59,6 +90,7 @@ impl OtlpEncoder {
             scope,
             spans: Vec::with_capacity(64 << 10),
             span: Vec::with_capacity(1024),
+            texts: AddressTexts::default(),
         }
     }
 
@@ -67,7 +99,7 @@ impl OtlpEncoder {
         self.spans.clear();
         for r in records {
             self.span.clear();
-            write_span(&mut self.span, r, clock);
+            write_span(&mut self.span, r, clock, &mut self.texts);
             put_bytes(&mut self.spans, 2, &self.span);
         }
         let scope_spans = field_len(1, self.scope.len()) + self.spans.len();
@@ -87,6 +119,21 @@ impl OtlpEncoder {
         }
         out.freeze()
     }
+}
+
+/// A varint: one byte below 128 (every key and nearly every length here), else `prost`'s.
+#[inline]
+fn encode_varint(v: u64, buf: &mut impl BufMut) {
+    match u8::try_from(v) {
+        Ok(b) if b < 0x80 => buf.put_u8(b),
+        _ => prost::encoding::encode_varint(v, buf),
+    }
+}
+
+/// A field's key (tag and wire type).
+#[inline]
+fn encode_key(tag: u32, wire_type: WireType, buf: &mut impl BufMut) {
+    encode_varint(u64::from(tag << 3 | wire_type as u32), buf);
 }
 
 /// The bytes a length-delimited field of `len` bytes takes with its key and length.
@@ -180,7 +227,7 @@ fn unix_nanos(at: SystemTime) -> u64 {
 }
 
 /// One `Span` message.
-fn write_span(buf: &mut Vec<u8>, r: &SpanRecord, clock: Clock) {
+fn write_span(buf: &mut Vec<u8>, r: &SpanRecord, clock: Clock, texts: &mut AddressTexts) {
     put_bytes(buf, 1, &r.trace_id.to_be_bytes());
     put_bytes(buf, 2, &r.span_id.to_be_bytes());
     if let Some(ts) = r.trace_state.as_deref().filter(|ts| !ts.is_empty()) {
@@ -200,7 +247,7 @@ fn write_span(buf: &mut Vec<u8>, r: &SpanRecord, clock: Clock) {
     );
     put_fixed64(buf, 7, unix_nanos(clock.wall(r.start)));
     put_fixed64(buf, 8, unix_nanos(clock.wall(r.end)));
-    write_attributes(buf, r.kind, &r.name, &r.attributes);
+    write_attributes(buf, r.kind, &r.name, &r.attributes, texts);
     if let SpanStatus::Error(message) = &r.status {
         // Status { message = 2; code = 3 (STATUS_CODE_ERROR = 2) }.
         let len = field_len(2, message.len()) + key_len(3) + 1;
@@ -216,7 +263,7 @@ fn write_span(buf: &mut Vec<u8>, r: &SpanRecord, clock: Clock) {
 }
 
 /// A record's typed fields as attributes, named as the module `span` documents.
-fn write_attributes(buf: &mut Vec<u8>, kind: SpanKind, name: &str, a: &Attributes) {
+fn write_attributes(buf: &mut Vec<u8>, kind: SpanKind, name: &str, a: &Attributes, texts: &mut AddressTexts) {
     let mut put = |key: &str, v: Any<'_>| put_kv(&mut *buf, 9, key, v);
     if let Some(s) = &a.rpc_system {
         put("rpc.system", Any::Str(s.as_bytes()));
@@ -242,11 +289,11 @@ fn write_attributes(buf: &mut Vec<u8>, kind: SpanKind, name: &str, a: &Attribute
             SpanKind::Server => ("client.address", "client.port"),
             SpanKind::Client => ("server.address", "server.port"),
         };
-        put(address, Any::Str(on_stack(&mut scratch, peer.ip())));
+        put(address, Any::Str(texts.get(peer).0));
         put(port, Any::Int(i64::from(peer.port())));
     }
     if let Some(upstream) = a.upstream {
-        put("metaproxy.upstream", Any::Str(on_stack(&mut scratch, upstream)));
+        put("metaproxy.upstream", Any::Str(texts.get(upstream).1));
     }
     for (key, v) in [("metaproxy.outcome", a.outcome), ("metaproxy.status", a.status)] {
         if let Some(v) = v {

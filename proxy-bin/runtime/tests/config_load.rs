@@ -137,3 +137,25 @@ fn unknown_fields_are_errors_with_their_line() {
     let e = error_for("timeout: 3s", "timeout: 3s\n        tiemout: 4s");
     assert!(e.message.contains("unknown field `tiemout`"), "{e}");
 }
+
+#[test]
+fn two_listeners_on_one_port_are_refused() {
+    // Every listener binds with SO_REUSEPORT: both would bind and split the port's connections.
+    let second = |address: &str| {
+        GOOD.replacen(
+            "clusters:",
+            &format!(
+                "  - name: other\n    address: {address}\n    protocol: dubbo\n    routes: [{{ name: all, route: {{ cluster: provider }} }}]\nclusters:"
+            ),
+            1,
+        )
+    };
+    for address in ["127.0.0.1:20880", "0.0.0.0:20880"] {
+        let e = load(&second(address)).expect_err(address);
+        assert_eq!((e.line, e.field.as_str()), (19, "listeners[1].address"), "{e}");
+        assert!(e.message.contains("listeners[0]"), "{e}");
+    }
+    for address in ["127.0.0.1:20890", "127.0.0.1:0"] {
+        load(&second(address)).unwrap();
+    }
+}

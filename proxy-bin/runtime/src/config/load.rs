@@ -426,17 +426,33 @@ fn listeners(
             message: "needs at least one listener".into(),
         });
     }
+    let mut addresses: Vec<SocketAddr> = Vec::new();
     for (i, l) in raw.listeners.iter().enumerate() {
         let at = format!("listeners[{i}]");
         let v = &l.value;
         if !names.insert(v.name.clone()) {
             return Err(cx.err(l, format!("{at}.name"), format!("duplicate listener `{}`", v.name)));
         }
-        let address = v
+        let address: SocketAddr = v
             .address
             .value
             .parse()
             .map_err(|e| cx.err(&v.address, format!("{at}.address"), format!("not an address: {e}")))?;
+        // Every listener binds with SO_REUSEPORT, so two on one port would both bind, and the
+        // kernel would split the port's connections between them.
+        let clash = |other: &SocketAddr| {
+            address.port() != 0
+                && other.port() == address.port()
+                && (other.ip() == address.ip() || other.ip().is_unspecified() || address.ip().is_unspecified())
+        };
+        if let Some(j) = addresses.iter().position(clash) {
+            return Err(cx.err(
+                &v.address,
+                format!("{at}.address"),
+                format!("port {} is also listeners[{j}]'s: each listener needs a port of its own", address.port()),
+            ));
+        }
+        addresses.push(address);
         let options = v.codec.as_ref().map(|c| c.value.clone()).unwrap_or(ConfigValue::Null);
         let protocol = registry.configure_codec(&v.protocol.value, &options).map_err(|e| match (&v.codec, e) {
             (Some(c), e @ ConfigError::Invalid { .. }) => cx.config_err(c, &format!("{at}.codec"), e),

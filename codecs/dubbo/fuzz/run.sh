@@ -6,8 +6,8 @@
 #   codecs/dubbo/fuzz/run.sh [SECONDS | --runs N] [TARGET...]
 # Default: 300 seconds per target, both targets (hessian_skip dubbo_frame). One fuzzing process
 # at a time, on one core; on a shared machine run it as `nice -n 19 codecs/dubbo/fuzz/run.sh`.
-# The corpus (fuzz/corpus/<target>) and crash artifacts (fuzz/artifacts/<target>) are not
-# committed (.gitignore): this script regenerates the seeds.
+# The corpus (fuzz/corpus/<target>) is committed as the last campaign left it, minimised; this
+# script adds the seeds again before each run. Crash artifacts (fuzz/artifacts) stay local.
 set -euo pipefail
 crate="$(cd "$(dirname "$0")/.." && pwd)"
 limit="-max_total_time=300"

@@ -5,8 +5,9 @@
 # libFuzzer's nightly flags build on the stable toolchain.
 #   codecs/thrift/fuzz/run.sh [SECONDS | --runs N]
 # Default: 300 seconds. One fuzzing process, on one core; on a shared machine run it as
-# `nice -n 19 codecs/thrift/fuzz/run.sh`. The corpus (fuzz/corpus/thrift_frame) and crash
-# artifacts are not committed (.gitignore): this script regenerates the seeds.
+# `nice -n 19 codecs/thrift/fuzz/run.sh`. The corpus (fuzz/corpus/thrift_frame) is
+# committed as the last campaign left it, minimised; this script adds the seeds again before each
+# run. Crash artifacts stay local (.gitignore).
 set -euo pipefail
 crate="$(cd "$(dirname "$0")/.." && pwd)"
 limit="-max_total_time=300"

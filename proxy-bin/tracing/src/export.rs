@@ -1,6 +1,6 @@
-//! The exporter: one thread per collector, fed batches of finished spans by the workers through a
-//! bounded channel, encoding them as OTLP ([`crate::otlp`]) and sending them over gRPC or HTTP
-//! ([`crate::transport`]).
+//! The exporter: one thread per collector, fed batches of spans the workers have already encoded
+//! as OTLP ([`crate::otlp`]) through a bounded channel, sending them over gRPC or HTTP
+//! ([`crate::transport`]) inside one envelope per call, without reading or copying them.
 //!
 //! The thread runs its own current-thread tokio runtime (the gRPC and HTTP clients need one) and
 //! lowers its own scheduling priority (`exporter_nice`, default 10), so that on a busy machine the
@@ -10,19 +10,23 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::config::{ExporterSpec, TracingSpec};
-use crate::otlp::OtlpEncoder;
-use crate::span::SpanRecord;
+use crate::otlp::Envelope;
 use crate::stats::ExportStats;
 use crate::transport::{Transport, TransportError};
-use crate::worker::WorkerTracer;
+use crate::worker::{EncodedSpans, WorkerTracer};
 
 /// Most spans sent in one export call: the exporter takes what is queued, up to this.
 pub const MAX_EXPORT_BATCH: usize = 2048;
+
+/// Most span bytes sent in one export call (collectors refuse gRPC messages over 4 MiB by
+/// default; a worker's batch is at most 256 KiB and one span).
+pub const MAX_EXPORT_BYTES: usize = 3 << 20;
 
 /// Why tracing could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +57,7 @@ pub struct Exporter {
     spec: ExporterSpec,
     /// Taken at shutdown: once every worker's copy is dropped too, the thread drains the queue
     /// and ends.
-    sender: Mutex<Option<mpsc::Sender<Vec<SpanRecord>>>>,
+    sender: Mutex<Option<mpsc::Sender<EncodedSpans>>>,
     stats: Arc<ExportStats>,
     done: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
@@ -162,29 +166,31 @@ fn lower_priority(nice: i32) {
 
 /// The exporter thread's loop.
 struct Run {
-    receiver: mpsc::Receiver<Vec<SpanRecord>>,
+    receiver: mpsc::Receiver<EncodedSpans>,
     stats: Arc<ExportStats>,
     timeout: Duration,
     service_name: String,
 }
 
 impl Run {
-    async fn run(mut self, mut transport: Transport) {
-        let mut encoder = OtlpEncoder::new(&self.service_name);
+    async fn run(mut self, transport: Transport) {
+        let envelope = Envelope::new(&self.service_name);
         let mut last_warning: Option<Instant> = None;
         let mut failed_since_warning = 0u64;
         while let Some(first) = self.receiver.recv().await {
-            let mut records = first;
-            while records.len() < MAX_EXPORT_BATCH {
+            let (mut n, mut len) = (first.count as u64, first.bytes.len());
+            let mut spans: Vec<Bytes> = vec![first.bytes];
+            while n < MAX_EXPORT_BATCH as u64 && len < MAX_EXPORT_BYTES {
                 match self.receiver.try_recv() {
-                    Ok(mut more) => records.append(&mut more),
+                    Ok(more) => {
+                        n += more.count as u64;
+                        len += more.bytes.len();
+                        spans.push(more.bytes);
+                    }
                     Err(_) => break,
                 }
             }
-            let n = records.len() as u64;
-            let body = encoder.encode(&records, Clock::now());
-            drop(records);
-            let result = tokio::time::timeout(self.timeout, transport.send(body)).await;
+            let result = tokio::time::timeout(self.timeout, transport.send(&envelope, spans, len)).await;
             let error = match result {
                 Ok(Ok(())) => {
                     self.stats.exported.fetch_add(n, Ordering::Relaxed);
@@ -216,26 +222,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
-}
-
-/// One moment of both clocks: turns the records' instants into wall-clock times.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    instant: Instant,
-    wall: SystemTime,
-}
-
-impl Clock {
-    /// The clocks now.
-    pub fn now() -> Clock {
-        Clock { instant: Instant::now(), wall: SystemTime::now() }
-    }
-
-    /// The wall-clock time of `at`.
-    pub fn wall(&self, at: Instant) -> SystemTime {
-        match at.checked_duration_since(self.instant) {
-            Some(after) => self.wall + after,
-            None => self.wall.checked_sub(self.instant.duration_since(at)).unwrap_or(SystemTime::UNIX_EPOCH),
-        }
-    }
 }

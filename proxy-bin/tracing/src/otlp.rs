@@ -1,80 +1,86 @@
-//! OTLP's protobuf encoding of a batch of [`SpanRecord`]s: one `ExportTraceServiceRequest`
-//! (`opentelemetry/proto/collector/trace/v1/trace_service.proto`), written straight from the
-//! records with `prost`'s wire primitives.
+//! OTLP's protobuf encoding (`opentelemetry/proto/collector/trace/v1/trace_service.proto`),
+//! written with `prost`'s wire primitives, in two halves:
 //!
-//! Why not the SDK: turning a record into the SDK's `SpanData` and letting `opentelemetry-otlp`
+//! * [`SpanWriter`], on the worker: each finished span becomes one `ScopeSpans.spans` field,
+//!   appended to the worker's batch buffer the moment the span ends. Because protobuf's repeated
+//!   fields are concatenations, batches from every worker can be sent one after another without
+//!   being read again.
+//! * [`Envelope`], on the exporter thread: the few bytes that go before a run of encoded spans to
+//!   make one `ExportTraceServiceRequest` (`ResourceSpans`, the resource, `ScopeSpans`, the
+//!   scope), written per export call, not per span.
+//!
+//! Why not the SDK: turning a span into the SDK's `SpanData` and letting `opentelemetry-otlp`
 //! convert that into `opentelemetry-proto`'s message structs allocates for every attribute's key
-//! and value, twice; measured on the exporter thread it cost 2.2 µs per span at 100% sampling and
-//! 5.3 µs at 1%, more than the whole request it describes (BENCHMARKS.md, "Tracing cost"). Here a
-//! span costs no allocation: its fields are written into a reused buffer, the addresses formatted
-//! on the stack. The resource (the SDK's `Resource`, so `OTEL_RESOURCE_ATTRIBUTES` and the
-//! `telemetry.sdk.*` attributes are as the SDK makes them) and the instrumentation scope are
-//! encoded once. The unit tests decode the output with `opentelemetry-proto`'s own types.
+//! and value, twice; measured it cost 2.2 µs per span at 100% sampling and 5.3 µs at 1%, more than
+//! the whole request it describes (BENCHMARKS.md, "Tracing cost"). Here a span costs no
+//! allocation. The resource is the SDK's `Resource` (so `OTEL_RESOURCE_ATTRIBUTES` and the
+//! `telemetry.sdk.*` attributes are as the SDK makes them), encoded once. The unit tests decode
+//! the output with `opentelemetry-proto`'s own types.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use opentelemetry::Value;
 use opentelemetry_sdk::Resource;
 use prost::encoding::{encoded_len_varint, key_len, WireType};
 
-use crate::export::Clock;
-use crate::span::{AttrValue, Attributes, SpanKind, SpanRecord, SpanStatus};
+use crate::span::{AttrValue, Attributes, Clock, SpanKind, SpanRecord, SpanStatus};
 
 /// `Span.flags`: the W3C trace flags (sampled) and whether the parent is known to be remote.
 const FLAG_SAMPLED: u32 = 0x01;
 const FLAG_HAS_IS_REMOTE: u32 = 0x100;
 const FLAG_IS_REMOTE: u32 = 0x200;
 
-/// Encodes batches of spans for one collector; keeps its buffers between batches.
+/// The most bytes of one string attribute (or name, or `tracestate`) written; longer values are
+/// cut at a character boundary, so a peer's long service name cannot make spans large.
+pub(crate) const MAX_STRING: usize = 1024;
+
+/// `Span` field tags, and the `KeyValue` and `AnyValue` ones.
+const SPAN_ATTRIBUTES: u32 = 9;
+const SCOPE_SPANS_SPANS: u32 = 2;
+
+/// Encodes finished spans into a worker's batch; keeps its scratch space between spans.
 #[derive(Debug)]
-pub(crate) struct OtlpEncoder {
+pub(crate) struct SpanWriter {
+    /// One span's message, before its length is known.
+    span: Vec<u8>,
+    /// Addresses as text (`ip`, `ip:port`): clients and upstreams repeat.
+    texts: AddressTexts,
+}
+
+impl Default for SpanWriter {
+    fn default() -> Self {
+        SpanWriter { span: Vec::with_capacity(2048), texts: AddressTexts::default() }
+    }
+}
+
+impl SpanWriter {
+    /// Appends `r` to `out` as a `ScopeSpans.spans` field, its times read against `clock`.
+    pub(crate) fn write(&mut self, out: &mut BytesMut, r: &SpanRecord<'_>, clock: &Clock) {
+        self.span.clear();
+        write_span(&mut self.span, r, clock, &mut self.texts);
+        out.reserve(self.span.len() + 4);
+        encode_key(SCOPE_SPANS_SPANS, WireType::LengthDelimited, out);
+        encode_varint(self.span.len() as u64, out);
+        out.extend_from_slice(&self.span);
+    }
+}
+
+/// What goes around encoded spans to make an `ExportTraceServiceRequest`: the resource and the
+/// instrumentation scope, encoded once per exporter.
+#[derive(Debug)]
+pub(crate) struct Envelope {
     /// `ResourceSpans.resource` (a `Resource` message), encoded.
     resource: Vec<u8>,
     /// `ResourceSpans.schema_url`.
     schema_url: String,
     /// `ScopeSpans.scope` (an `InstrumentationScope` message), encoded.
     scope: Vec<u8>,
-    /// The batch's `ScopeSpans.spans` fields.
-    spans: Vec<u8>,
-    /// One span's message, before its length is known.
-    span: Vec<u8>,
-    /// Addresses as text (`ip`, `ip:port`), kept across batches: clients and upstreams repeat.
-    texts: AddressTexts,
 }
 
-/// The text of recently seen addresses: formatting one costs more than the rest of its span.
-#[derive(Debug, Default)]
-struct AddressTexts {
-    known: std::collections::HashMap<SocketAddr, AddressText>,
-}
-
-/// An address's IP, and the address as `ip:port`.
-type AddressText = (Box<[u8]>, Box<[u8]>);
-
-impl AddressTexts {
-    /// Most addresses kept; past it the table starts over.
-    const MAX: usize = 4096;
-
-    /// `address`'s IP and `ip:port`, as text.
-    fn get(&mut self, address: SocketAddr) -> (&[u8], &[u8]) {
-        if self.known.len() >= Self::MAX && !self.known.contains_key(&address) {
-            self.known.clear();
-        }
-        let (ip, full) = self.known.entry(address).or_insert_with(|| {
-            let mut scratch = [0u8; 64];
-            let ip = on_stack(&mut scratch, address.ip()).into();
-            let full = on_stack(&mut scratch, address).into();
-            (ip, full)
-        });
-        (ip, full)
-    }
-}
-
-impl OtlpEncoder {
-    /// An encoder for spans of `service_name`: the SDK's resource with `service.name` set.
+impl Envelope {
+    /// The envelope of spans of `service_name`: the SDK's resource with `service.name` set.
     pub(crate) fn new(service_name: &str) -> Self {
         let resource = Resource::builder().with_service_name(service_name.to_string()).build();
         let mut attributes = Vec::new();
@@ -84,40 +90,71 @@ impl OtlpEncoder {
         let mut scope = Vec::new();
         put_str(&mut scope, 1, "metaproxy");
         put_str(&mut scope, 2, env!("CARGO_PKG_VERSION"));
-        OtlpEncoder {
-            resource: attributes,
-            schema_url: resource.schema_url().unwrap_or_default().to_string(),
-            scope,
-            spans: Vec::with_capacity(64 << 10),
-            span: Vec::with_capacity(1024),
-            texts: AddressTexts::default(),
-        }
+        Envelope { resource: attributes, schema_url: resource.schema_url().unwrap_or_default().to_string(), scope }
     }
 
-    /// The request exporting `records`, their times read against `clock`.
-    pub(crate) fn encode(&mut self, records: &[SpanRecord], clock: Clock) -> Bytes {
-        self.spans.clear();
-        for r in records {
-            self.span.clear();
-            write_span(&mut self.span, r, clock, &mut self.texts);
-            put_bytes(&mut self.spans, 2, &self.span);
-        }
-        let scope_spans = field_len(1, self.scope.len()) + self.spans.len();
+    /// The bytes that, followed by `spans_len` bytes of spans written by [`SpanWriter`], make one
+    /// `ExportTraceServiceRequest`; `prefix` bytes go first (gRPC's message header, say).
+    pub(crate) fn header(&self, spans_len: usize, prefix: impl FnOnce(usize, &mut BytesMut)) -> Bytes {
+        let scope_spans = field_len(1, self.scope.len()) + spans_len;
         let resource_spans = field_len(1, self.resource.len())
             + field_len(2, scope_spans)
             + if self.schema_url.is_empty() { 0 } else { field_len(3, self.schema_url.len()) };
-        let mut out = BytesMut::with_capacity(field_len(1, resource_spans));
+        let request = field_len(1, resource_spans);
+        let mut out = BytesMut::with_capacity(64 + self.resource.len() + self.scope.len() + self.schema_url.len());
+        prefix(request, &mut out);
         encode_key(1, WireType::LengthDelimited, &mut out);
         encode_varint(resource_spans as u64, &mut out);
         put_bytes(&mut out, 1, &self.resource);
-        encode_key(2, WireType::LengthDelimited, &mut out);
-        encode_varint(scope_spans as u64, &mut out);
-        put_bytes(&mut out, 1, &self.scope);
-        out.put_slice(&self.spans);
         if !self.schema_url.is_empty() {
             put_str(&mut out, 3, &self.schema_url);
         }
+        encode_key(2, WireType::LengthDelimited, &mut out);
+        encode_varint(scope_spans as u64, &mut out);
+        put_bytes(&mut out, 1, &self.scope);
         out.freeze()
+    }
+}
+
+/// The text of recently seen addresses, in a small table indexed by a hash of the address:
+/// formatting one costs more than the rest of its span, and a lookup here costs a multiply.
+#[derive(Debug)]
+struct AddressTexts {
+    slots: Vec<Option<(SocketAddr, AddressText)>>,
+}
+
+/// An address's IP, and the address as `ip:port`.
+type AddressText = (Box<str>, Box<str>);
+
+impl Default for AddressTexts {
+    fn default() -> Self {
+        AddressTexts { slots: vec![None; AddressTexts::SLOTS] }
+    }
+}
+
+impl AddressTexts {
+    /// Addresses kept: a new address takes its slot from the one there.
+    const SLOTS: usize = 256;
+
+    /// `address`'s IP and `ip:port`, as text.
+    fn get(&mut self, address: SocketAddr) -> (&str, &str) {
+        let bits = match address.ip() {
+            std::net::IpAddr::V4(v4) => u64::from(v4.to_bits()),
+            std::net::IpAddr::V6(v6) => {
+                let b = v6.to_bits();
+                (b as u64) ^ ((b >> 64) as u64)
+            }
+        };
+        let hash = (bits ^ u64::from(address.port()) << 32).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let index = (hash >> 56) as usize % Self::SLOTS;
+        let Some(slot) = self.slots.get_mut(index) else { return ("", "") };
+        if slot.as_ref().is_none_or(|(a, _)| *a != address) {
+            *slot = Some((address, (address.ip().to_string().into(), address.to_string().into())));
+        }
+        match slot {
+            Some((_, (ip, full))) => (ip, full),
+            None => ("", ""),
+        }
     }
 }
 
@@ -137,29 +174,45 @@ fn encode_key(tag: u32, wire_type: WireType, buf: &mut impl BufMut) {
 }
 
 /// The bytes a length-delimited field of `len` bytes takes with its key and length.
+#[inline]
 fn field_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
+#[inline]
 fn put_bytes(buf: &mut impl BufMut, tag: u32, data: &[u8]) {
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(data.len() as u64, buf);
     buf.put_slice(data);
 }
 
+#[inline]
 fn put_str(buf: &mut impl BufMut, tag: u32, text: &str) {
     put_bytes(buf, tag, text.as_bytes());
 }
 
+#[inline]
 fn put_fixed64(buf: &mut impl BufMut, tag: u32, v: u64) {
     encode_key(tag, WireType::SixtyFourBit, buf);
     buf.put_u64_le(v);
 }
 
+/// `text`, cut to at most [`MAX_STRING`] bytes at a character boundary.
+fn clip(text: &str) -> &str {
+    if text.len() <= MAX_STRING {
+        return text;
+    }
+    let mut end = MAX_STRING;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
 /// An `AnyValue`'s one field: what a `KeyValue` holds.
 #[derive(Clone, Copy)]
 enum Any<'a> {
-    Str(&'a [u8]),
+    Str(&'a str),
     Bool(bool),
     Int(i64),
     Double(f64),
@@ -167,6 +220,7 @@ enum Any<'a> {
 
 impl Any<'_> {
     /// The `AnyValue` message's length.
+    #[inline]
     fn len(self) -> usize {
         match self {
             Any::Str(s) => field_len(1, s.len()),
@@ -176,9 +230,10 @@ impl Any<'_> {
         }
     }
 
+    #[inline]
     fn write(self, buf: &mut impl BufMut) {
         match self {
-            Any::Str(s) => put_bytes(buf, 1, s),
+            Any::Str(s) => put_str(buf, 1, s),
             Any::Bool(b) => {
                 encode_key(2, WireType::Varint, buf);
                 encode_varint(u64::from(b), buf);
@@ -193,7 +248,12 @@ impl Any<'_> {
 }
 
 /// A `KeyValue` as field `tag` (`Span.attributes` is 9, `Resource.attributes` 1).
+#[inline]
 fn put_kv(buf: &mut impl BufMut, tag: u32, key: &str, value: Any<'_>) {
+    let value = match value {
+        Any::Str(s) => Any::Str(clip(s)),
+        other => other,
+    };
     let any = value.len();
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint((field_len(1, key.len()) + field_len(2, any)) as u64, buf);
@@ -209,34 +269,30 @@ fn put_attribute(buf: &mut Vec<u8>, tag: u32, key: &str, value: &Value) {
         Value::Bool(b) => put_kv(buf, tag, key, Any::Bool(*b)),
         Value::I64(i) => put_kv(buf, tag, key, Any::Int(*i)),
         Value::F64(d) => put_kv(buf, tag, key, Any::Double(*d)),
-        Value::String(s) => put_kv(buf, tag, key, Any::Str(s.as_str().as_bytes())),
-        other => put_kv(buf, tag, key, Any::Str(other.to_string().as_bytes())),
+        Value::String(s) => put_kv(buf, tag, key, Any::Str(s.as_str())),
+        other => put_kv(buf, tag, key, Any::Str(&other.to_string())),
     }
 }
 
 /// Formats `value` into `scratch` (no allocation); the text written.
-fn on_stack(scratch: &mut [u8; 64], value: impl std::fmt::Display) -> &[u8] {
+fn on_stack(scratch: &mut [u8; 64], value: impl std::fmt::Display) -> &str {
     let mut cursor = std::io::Cursor::new(&mut scratch[..]);
     let _ = write!(cursor, "{value}");
     let end = usize::try_from(cursor.position()).unwrap_or(0);
-    scratch.get(..end).unwrap_or_default()
-}
-
-fn unix_nanos(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    scratch.get(..end).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default()
 }
 
 /// One `Span` message.
-fn write_span(buf: &mut Vec<u8>, r: &SpanRecord, clock: Clock, texts: &mut AddressTexts) {
+fn write_span(buf: &mut Vec<u8>, r: &SpanRecord<'_>, clock: &Clock, texts: &mut AddressTexts) {
     put_bytes(buf, 1, &r.trace_id.to_be_bytes());
     put_bytes(buf, 2, &r.span_id.to_be_bytes());
-    if let Some(ts) = r.trace_state.as_deref().filter(|ts| !ts.is_empty()) {
-        put_str(buf, 3, ts);
+    if let Some(ts) = r.trace_state.filter(|ts| !ts.is_empty()) {
+        put_str(buf, 3, clip(ts));
     }
     if r.parent_span_id != 0 {
         put_bytes(buf, 4, &r.parent_span_id.to_be_bytes());
     }
-    put_str(buf, 5, &r.name);
+    put_str(buf, 5, clip(r.name));
     encode_key(6, WireType::Varint, buf);
     encode_varint(
         match r.kind {
@@ -245,11 +301,12 @@ fn write_span(buf: &mut Vec<u8>, r: &SpanRecord, clock: Clock, texts: &mut Addre
         },
         buf,
     );
-    put_fixed64(buf, 7, unix_nanos(clock.wall(r.start)));
-    put_fixed64(buf, 8, unix_nanos(clock.wall(r.end)));
-    write_attributes(buf, r.kind, &r.name, &r.attributes, texts);
-    if let SpanStatus::Error(message) = &r.status {
+    put_fixed64(buf, 7, clock.unix_nanos(r.start));
+    put_fixed64(buf, 8, clock.unix_nanos(r.end));
+    write_attributes(buf, r.kind, &r.attributes, texts);
+    if let SpanStatus::Error(message) = r.status {
         // Status { message = 2; code = 3 (STATUS_CODE_ERROR = 2) }.
+        let message = clip(message);
         let len = field_len(2, message.len()) + key_len(3) + 1;
         encode_key(15, WireType::LengthDelimited, buf);
         encode_varint(len as u64, buf);
@@ -263,27 +320,21 @@ fn write_span(buf: &mut Vec<u8>, r: &SpanRecord, clock: Clock, texts: &mut Addre
 }
 
 /// A record's typed fields as attributes, named as the module `span` documents.
-fn write_attributes(buf: &mut Vec<u8>, kind: SpanKind, name: &str, a: &Attributes, texts: &mut AddressTexts) {
-    let mut put = |key: &str, v: Any<'_>| put_kv(&mut *buf, 9, key, v);
-    if let Some(s) = &a.rpc_system {
-        put("rpc.system", Any::Str(s.as_bytes()));
-    }
-    for (key, range) in [("rpc.service", &a.service), ("rpc.method", &a.method)] {
-        if let Some(part) = range.clone().and_then(|r| name.get(r)) {
-            put(key, Any::Str(part.as_bytes()));
-        }
-    }
+fn write_attributes(buf: &mut Vec<u8>, kind: SpanKind, a: &Attributes<'_>, texts: &mut AddressTexts) {
+    let mut put = |key: &str, v: Any<'_>| put_kv(&mut *buf, SPAN_ATTRIBUTES, key, v);
     for (key, v) in [
-        ("metaproxy.listener", &a.listener),
-        ("metaproxy.route", &a.route),
-        ("metaproxy.cluster", &a.cluster),
-        ("metaproxy.subset", &a.subset),
+        ("rpc.system", a.rpc_system),
+        ("rpc.service", a.service),
+        ("rpc.method", a.method),
+        ("metaproxy.listener", a.listener),
+        ("metaproxy.route", a.route),
+        ("metaproxy.cluster", a.cluster),
+        ("metaproxy.subset", a.subset),
     ] {
         if let Some(v) = v {
-            put(key, Any::Str(v.as_bytes()));
+            put(key, Any::Str(v));
         }
     }
-    let mut scratch = [0u8; 64];
     if let Some(peer) = a.peer {
         let (address, port) = match kind {
             SpanKind::Server => ("client.address", "client.port"),
@@ -297,7 +348,7 @@ fn write_attributes(buf: &mut Vec<u8>, kind: SpanKind, name: &str, a: &Attribute
     }
     for (key, v) in [("metaproxy.outcome", a.outcome), ("metaproxy.status", a.status)] {
         if let Some(v) = v {
-            put(key, Any::Str(v.as_bytes()));
+            put(key, Any::Str(v));
         }
     }
     if let Some(code) = a.response_code {
@@ -322,13 +373,12 @@ fn write_attributes(buf: &mut Vec<u8>, kind: SpanKind, name: &str, a: &Attribute
     if a.mirror {
         put("metaproxy.mirror", Any::Bool(true));
     }
-    for (key, v) in &a.extra {
-        match v {
-            AttrValue::Static(s) => put(key, Any::Str(s.as_bytes())),
-            AttrValue::Shared(s) => put(key, Any::Str(s.as_bytes())),
-            AttrValue::Owned(s) => put(key, Any::Str(s.as_bytes())),
-            AttrValue::Int(i) => put(key, Any::Int(*i)),
-            AttrValue::Bool(b) => put(key, Any::Bool(*b)),
+    let mut scratch = [0u8; 64];
+    for (key, v) in a.extra {
+        match *v {
+            AttrValue::Str(s) => put(key, Any::Str(s)),
+            AttrValue::Int(i) => put(key, Any::Int(i)),
+            AttrValue::Bool(b) => put(key, Any::Bool(b)),
             AttrValue::Ip(ip) => put(key, Any::Str(on_stack(&mut scratch, ip))),
             AttrValue::Address(a) => put(key, Any::Str(on_stack(&mut scratch, a))),
         }
@@ -340,7 +390,6 @@ mod tests {
     // Tests panic on purpose when an expectation fails.
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -350,25 +399,29 @@ mod tests {
 
     use super::*;
 
-    fn record(kind: SpanKind, parent: u64, status: SpanStatus) -> SpanRecord {
-        let start = Instant::now();
+    const EXTRA: &[(&str, AttrValue<'static>)] = &[
+        ("x.int", AttrValue::Int(-3)),
+        ("x.ip", AttrValue::Ip(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)))),
+    ];
+
+    fn record(kind: SpanKind, parent: u64, status: SpanStatus<'static>, start: Instant) -> SpanRecord<'static> {
         SpanRecord {
             trace_id: 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
             span_id: 0x00f0_67aa_0ba9_02b7,
             parent_span_id: parent,
             parent_is_remote: kind == SpanKind::Server && parent != 0,
             kind,
-            name: Arc::from("org.apache.dubbo.demo.DemoService/sayHello"),
+            name: "org.apache.dubbo.demo.DemoService/sayHello",
             start,
             end: start + Duration::from_micros(1500),
             status,
             attributes: Attributes {
-                rpc_system: Some(Arc::from("dubbo")),
-                service: Some(0..33),
-                method: Some(34..42),
-                listener: Some(Arc::from("in")),
-                route: Some(Arc::from("default")),
-                cluster: Some(Arc::from("echo")),
+                rpc_system: Some("dubbo"),
+                service: Some("org.apache.dubbo.demo.DemoService"),
+                method: Some("sayHello"),
+                listener: Some("in"),
+                route: Some("default"),
+                cluster: Some("echo"),
                 subset: None,
                 peer: Some("[::1]:40000".parse().unwrap()),
                 upstream: Some("127.0.0.1:20880".parse().unwrap()),
@@ -380,9 +433,9 @@ mod tests {
                 response_size: None,
                 attempts: Some(2),
                 mirror: true,
-                extra: vec![("x.int", AttrValue::Int(-3)), ("x.ip", AttrValue::Ip("10.0.0.1".parse().unwrap()))],
+                extra: EXTRA,
             },
-            trace_state: Some(Arc::from("congo=t61rcWkgMzE")),
+            trace_state: Some("congo=t61rcWkgMzE"),
         }
     }
 
@@ -394,15 +447,28 @@ mod tests {
         Some(Any::StringValue(s.to_string()))
     }
 
+    /// One request from the envelope and the spans' bytes, as the exporter sends it.
+    fn export_request(envelope: &Envelope, spans: &[u8]) -> Bytes {
+        let mut body = BytesMut::from(&envelope.header(spans.len(), |_, _| {})[..]);
+        body.extend_from_slice(spans);
+        body.freeze()
+    }
+
     #[test]
     fn a_batch_decodes_with_the_official_types_as_written() {
-        let mut encoder = OtlpEncoder::new("edge");
+        let envelope = Envelope::new("edge");
+        let mut writer = SpanWriter::default();
         let clock = Clock::now();
+        let start = Instant::now();
         let records = [
-            record(SpanKind::Server, 0x1122_3344_5566_7788, SpanStatus::Unset),
-            record(SpanKind::Client, 0x0102_0304_0506_0708, SpanStatus::Error("upstream reset".into())),
+            record(SpanKind::Server, 0x1122_3344_5566_7788, SpanStatus::Unset, start),
+            record(SpanKind::Client, 0x0102_0304_0506_0708, SpanStatus::Error("upstream reset"), start),
         ];
-        let body = encoder.encode(&records, clock);
+        let mut spans = BytesMut::new();
+        for r in &records {
+            writer.write(&mut spans, r, &clock);
+        }
+        let body = export_request(&envelope, &spans);
         let request = ExportTraceServiceRequest::decode(body.clone()).unwrap();
         assert_eq!(request.resource_spans.len(), 1);
         let rs = &request.resource_spans[0];
@@ -420,8 +486,9 @@ mod tests {
         assert_eq!(server.name, "org.apache.dubbo.demo.DemoService/sayHello");
         assert_eq!((server.kind, client.kind), (2, 3));
         assert_eq!(server.end_time_unix_nano - server.start_time_unix_nano, 1_500_000);
-        let wall = unix_nanos(clock.wall(records[0].start));
-        assert_eq!(server.start_time_unix_nano, wall);
+        assert_eq!(server.start_time_unix_nano, clock.unix_nanos(start));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        assert!(now.abs_diff(server.start_time_unix_nano) < 10_000_000_000, "wall-clock time");
         assert_eq!((server.flags, client.flags), (0x301, 0x101));
         assert_eq!(server.status, None);
         let status = client.status.as_ref().unwrap();
@@ -444,9 +511,36 @@ mod tests {
         assert_eq!(attr(&client.attributes, "metaproxy.attempt").cloned(), Some(Any::IntValue(2)));
         // The official types write the same bytes back: every length and tag is as they expect.
         assert_eq!(request.encode_to_vec().len(), body.len());
-        // The buffers are reused: a second batch is encoded alone.
-        let again = ExportTraceServiceRequest::decode(encoder.encode(&records[..1], clock)).unwrap();
-        assert_eq!(again.resource_spans[0].scope_spans[0].spans.len(), 1);
+        // Spans written at different times, by different writers, concatenate.
+        let mut more = BytesMut::new();
+        SpanWriter::default().write(&mut more, &records[0], &clock);
+        spans.extend_from_slice(&more);
+        let three = ExportTraceServiceRequest::decode(export_request(&envelope, &spans)).unwrap();
+        assert_eq!(three.resource_spans[0].scope_spans[0].spans.len(), 3);
+    }
+
+    #[test]
+    fn long_peer_strings_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(MAX_STRING); // 2 bytes each
+        let mut r = record(SpanKind::Server, 0, SpanStatus::Unset, Instant::now());
+        r.name = &long;
+        r.attributes.service = Some(&long);
+        let mut spans = BytesMut::new();
+        SpanWriter::default().write(&mut spans, &r, &Clock::now());
+        let request = ExportTraceServiceRequest::decode(export_request(&Envelope::new("x"), &spans)).unwrap();
+        let span = &request.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.name.len(), MAX_STRING);
+        assert_eq!(attr(&span.attributes, "rpc.service").cloned(), text(&"é".repeat(MAX_STRING / 2)));
+    }
+
+    #[test]
+    fn address_texts_follow_their_slot() {
+        let mut texts = AddressTexts::default();
+        for port in 1..2000u16 {
+            let a = SocketAddr::from(([10, 0, (port >> 8) as u8, port as u8], port));
+            let (ip, full) = texts.get(a);
+            assert_eq!((ip.to_string(), full.to_string()), (a.ip().to_string(), a.to_string()));
+        }
     }
 
     fn hex(b: &[u8]) -> String {

@@ -1,11 +1,9 @@
-//! A finished span as a worker records it: plain, typed data, built on the worker without
-//! allocating (names are shared, numbers and addresses are copied) and handed to the exporter
-//! thread, which turns it into the OpenTelemetry SDK's `SpanData` and its attributes.
+//! A finished span as a worker records it: plain, typed data borrowed from the request it
+//! describes. [`WorkerTracer::push`](crate::WorkerTracer::push) encodes it as OTLP protobuf at
+//! once, into the worker's own buffer, so a span costs no allocation, no reference count and no
+//! copy into an intermediate structure.
 
-use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
-use std::ops::Range;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Which side of an RPC a span describes.
@@ -18,53 +16,49 @@ pub enum SpanKind {
 }
 
 /// How a span ended.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum SpanStatus {
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SpanStatus<'a> {
     /// Nothing went wrong (OpenTelemetry leaves a success unset).
     #[default]
     Unset,
     /// It failed, for this reason.
-    Error(Cow<'static, str>),
+    Error(&'a str),
 }
 
 /// An attribute's value, for [`Attributes::extra`].
-#[derive(Clone, Debug, PartialEq)]
-pub enum AttrValue {
-    /// A fixed string.
-    Static(&'static str),
-    /// A shared string (a reference count, no copy).
-    Shared(Arc<str>),
-    /// A string made for this span.
-    Owned(String),
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AttrValue<'a> {
+    /// A string.
+    Str(&'a str),
     /// An integer.
     Int(i64),
     /// A flag.
     Bool(bool),
-    /// An IP address, written as text by the exporter thread.
+    /// An IP address, written as text.
     Ip(IpAddr),
-    /// An address, written `ip:port` by the exporter thread.
+    /// An address, written `ip:port`.
     Address(SocketAddr),
 }
 
-/// What the proxy knows about a request (server span) or a try (client span), as typed fields.
-/// The exporter thread turns them into attributes named after OpenTelemetry's RPC and network
-/// conventions where there is one, else `metaproxy.*`; unset fields are left out.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Attributes {
+/// What the proxy knows about a request (server span) or a try (client span), as typed fields,
+/// written as attributes named after OpenTelemetry's RPC and network conventions where there is
+/// one, else `metaproxy.*`; unset fields are left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Attributes<'a> {
     /// `rpc.system`: the protocol (`dubbo`, `thrift`, `framed`, ...).
-    pub rpc_system: Option<Arc<str>>,
-    /// `rpc.service`: where the service lies in the span's name.
-    pub service: Option<Range<usize>>,
-    /// `rpc.method`: where the method lies in the span's name.
-    pub method: Option<Range<usize>>,
+    pub rpc_system: Option<&'a str>,
+    /// `rpc.service`.
+    pub service: Option<&'a str>,
+    /// `rpc.method`.
+    pub method: Option<&'a str>,
     /// `metaproxy.listener`.
-    pub listener: Option<Arc<str>>,
+    pub listener: Option<&'a str>,
     /// `metaproxy.route`.
-    pub route: Option<Arc<str>>,
+    pub route: Option<&'a str>,
     /// `metaproxy.cluster`.
-    pub cluster: Option<Arc<str>>,
+    pub cluster: Option<&'a str>,
     /// `metaproxy.subset`.
-    pub subset: Option<Arc<str>>,
+    pub subset: Option<&'a str>,
     /// The other end: the client (`client.address`, `client.port`) of a server span, the
     /// upstream (`server.address`, `server.port`) of a client span.
     pub peer: Option<SocketAddr>,
@@ -90,13 +84,13 @@ pub struct Attributes {
     pub attempts: Option<u32>,
     /// `metaproxy.mirror`: a mirrored copy's try.
     pub mirror: bool,
-    /// Anything else (empty: no allocation).
-    pub extra: Vec<(&'static str, AttrValue)>,
+    /// Anything else.
+    pub extra: &'a [(&'a str, AttrValue<'a>)],
 }
 
 /// A finished span.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SpanRecord {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SpanRecord<'a> {
     /// The trace's id.
     pub trace_id: u128,
     /// This span's id.
@@ -108,16 +102,44 @@ pub struct SpanRecord {
     /// Server or client.
     pub kind: SpanKind,
     /// The operation, `service/method`.
-    pub name: Arc<str>,
-    /// When it started (the exporter thread turns it into wall-clock time: the worker reads no
-    /// wall clock per span).
+    pub name: &'a str,
+    /// When it started (turned into wall-clock time against the worker's clock anchor: the
+    /// worker reads no wall clock per span).
     pub start: Instant,
     /// When it ended.
     pub end: Instant,
     /// Success or failure.
-    pub status: SpanStatus,
+    pub status: SpanStatus<'a>,
     /// What the proxy knows about it.
-    pub attributes: Attributes,
+    pub attributes: Attributes<'a>,
     /// The `tracestate` the request carried, forwarded as it was.
-    pub trace_state: Option<Arc<str>>,
+    pub trace_state: Option<&'a str>,
+}
+
+/// One moment read on both clocks: turns the monotonic instants spans are timed with into
+/// wall-clock time (Unix nanoseconds), with integer arithmetic only. A worker keeps one and
+/// renews it at each flush, so the two clocks cannot drift apart between renewals by more
+/// than the wall clock's own adjustments over a flush interval.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    instant: Instant,
+    unix_nanos: u64,
+}
+
+impl Clock {
+    /// The clocks now.
+    pub fn now() -> Clock {
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Clock { instant: Instant::now(), unix_nanos: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX) }
+    }
+
+    /// The wall-clock time of `at`, in nanoseconds since the Unix epoch.
+    pub fn unix_nanos(&self, at: Instant) -> u64 {
+        match at.checked_duration_since(self.instant) {
+            Some(after) => self.unix_nanos.saturating_add(u64::try_from(after.as_nanos()).unwrap_or(u64::MAX)),
+            None => self
+                .unix_nanos
+                .saturating_sub(u64::try_from(self.instant.duration_since(at).as_nanos()).unwrap_or(u64::MAX)),
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! A worker's side of tracing: the sampling decision, reading and writing trace context, and the
 //! batch of finished spans it hands to the exporter.
 //!
-//! Nothing here locks or blocks. A worker appends finished spans to its own batch (a `Vec` it
-//! alone touches); a full batch, or the batch at each flush tick, goes to the exporter with one
+//! Nothing here locks or blocks. A worker encodes each finished span as OTLP protobuf the moment
+//! it ends, into its own buffer (no allocation, no reference count, nothing shared); a full
+//! batch, or the batch at each flush tick, goes to the exporter as one `Bytes` with one
 //! `try_send` on a bounded channel. When the channel is full (the collector is slow or down) the
 //! batch is dropped and counted instead: requests never wait for the exporter.
 
@@ -12,12 +13,40 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
 use crate::config::{Propagation, TracingSpec};
 use crate::context::{self, Incoming};
-use crate::span::SpanRecord;
+use crate::otlp::SpanWriter;
+use crate::span::{Clock, SpanRecord};
 use crate::stats::ExportStats;
+
+/// A worker hands its batch over once it holds this many bytes, whatever `batch_size` says: with
+/// the queue's length in batches, this bounds the memory spans waiting for the exporter take.
+pub(crate) const MAX_BATCH_BYTES: usize = 256 << 10;
+
+/// Room a worker's batch buffer takes at once when it runs out.
+const BATCH_RESERVE: usize = 128 << 10;
+
+/// Encoded spans on their way to the exporter: `ScopeSpans.spans` fields, one after another.
+#[derive(Debug)]
+pub(crate) struct EncodedSpans {
+    /// The fields.
+    pub(crate) bytes: Bytes,
+    /// How many spans they hold.
+    pub(crate) count: usize,
+}
+
+/// A worker's spans not handed over yet, and what it writes them with.
+#[derive(Debug)]
+struct Batch {
+    spans: BytesMut,
+    count: usize,
+    writer: SpanWriter,
+    /// Renewed at each flush.
+    clock: Clock,
+}
 
 /// A sampled request's trace: the ids its server span continues from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,8 +131,11 @@ pub struct WorkerTracer {
     propagation: Vec<Propagation>,
     batch_size: usize,
     flush_interval: Duration,
-    batch: RefCell<Vec<SpanRecord>>,
-    sender: mpsc::Sender<Vec<SpanRecord>>,
+    batch: RefCell<Batch>,
+    /// Where the values of injected context are written, split off as `Bytes` (no allocation
+    /// per value).
+    values: RefCell<BytesMut>,
+    sender: mpsc::Sender<EncodedSpans>,
     stats: Arc<ExportStats>,
     /// Spans dropped since the last flush, added to `stats` at each flush (one shared write per
     /// flush, not per span).
@@ -112,7 +144,7 @@ pub struct WorkerTracer {
 }
 
 impl WorkerTracer {
-    pub(crate) fn new(spec: &TracingSpec, sender: mpsc::Sender<Vec<SpanRecord>>, stats: Arc<ExportStats>) -> Self {
+    pub(crate) fn new(spec: &TracingSpec, sender: mpsc::Sender<EncodedSpans>, stats: Arc<ExportStats>) -> Self {
         let ratio = spec.sample_ratio.clamp(0.0, 1.0);
         // `as` saturates: a ratio of 1 is handled by `always`.
         let threshold = (ratio * 18_446_744_073_709_551_616.0) as u64;
@@ -122,7 +154,13 @@ impl WorkerTracer {
             propagation: spec.propagation.clone(),
             batch_size: spec.exporter.batch_size,
             flush_interval: spec.flush_interval,
-            batch: RefCell::new(Vec::with_capacity(spec.exporter.batch_size)),
+            batch: RefCell::new(Batch {
+                spans: BytesMut::new(),
+                count: 0,
+                writer: SpanWriter::default(),
+                clock: Clock::now(),
+            }),
+            values: RefCell::new(BytesMut::new()),
             sender,
             stats,
             dropped: Cell::new(0),
@@ -209,25 +247,33 @@ impl WorkerTracer {
         trace_id: u128,
         span_id: u64,
         parent_span_id: u64,
-        tracestate: Option<&str>,
-        mut put: impl FnMut(&'static str, Vec<u8>),
+        tracestate: Option<&Bytes>,
+        mut put: impl FnMut(&'static str, Bytes),
     ) {
+        let mut values = self.values.borrow_mut();
+        let mut value = |bytes: &[u8]| {
+            if values.capacity() < bytes.len() {
+                values.reserve(bytes.len().max(8 << 10));
+            }
+            values.extend_from_slice(bytes);
+            values.split().freeze()
+        };
         for p in &self.propagation {
             match p {
                 Propagation::W3c => {
-                    put("traceparent", context::format_traceparent(trace_id, span_id, true).to_vec());
+                    put("traceparent", value(&context::format_traceparent(trace_id, span_id, true)));
                     if let Some(ts) = tracestate {
-                        put("tracestate", ts.as_bytes().to_vec());
+                        put("tracestate", ts.clone());
                     }
                 }
-                Propagation::B3 => put("b3", context::format_b3_single(trace_id, span_id, parent_span_id)),
+                Propagation::B3 => put("b3", value(&context::format_b3_single(trace_id, span_id, parent_span_id))),
                 Propagation::B3multi => {
-                    put("x-b3-traceid", context::trace_id_hex(trace_id).to_vec());
-                    put("x-b3-spanid", context::span_id_hex(span_id).to_vec());
+                    put("x-b3-traceid", value(&context::trace_id_hex(trace_id)));
+                    put("x-b3-spanid", value(&context::span_id_hex(span_id)));
                     if parent_span_id != 0 {
-                        put("x-b3-parentspanid", context::span_id_hex(parent_span_id).to_vec());
+                        put("x-b3-parentspanid", value(&context::span_id_hex(parent_span_id)));
                     }
-                    put("x-b3-sampled", b"1".to_vec());
+                    put("x-b3-sampled", Bytes::from_static(b"1"));
                 }
             }
         }
@@ -245,12 +291,14 @@ impl WorkerTracer {
         false
     }
 
-    /// Adds a finished span to this worker's batch; hands the batch over when it is full.
-    pub fn push(&self, span: SpanRecord) {
+    /// Encodes a finished span into this worker's batch; hands the batch over when it is full.
+    pub fn push(&self, span: &SpanRecord<'_>) {
         let full = {
             let mut batch = self.batch.borrow_mut();
-            batch.push(span);
-            batch.len() >= self.batch_size
+            let Batch { spans, count, writer, clock } = &mut *batch;
+            writer.write(spans, span, clock);
+            *count += 1;
+            *count >= self.batch_size || spans.len() >= MAX_BATCH_BYTES
         };
         if full {
             self.flush();
@@ -263,28 +311,28 @@ impl WorkerTracer {
         if dropped > 0 {
             self.stats.dropped_queue_full.fetch_add(dropped, Ordering::Relaxed);
         }
-        let batch = {
+        let spans = {
             let mut batch = self.batch.borrow_mut();
-            if batch.is_empty() {
+            batch.clock = Clock::now();
+            if batch.count == 0 {
                 return;
             }
-            std::mem::replace(&mut *batch, Vec::with_capacity(self.batch_size))
-        };
-        if let Err(e) = self.sender.try_send(batch) {
-            let (mpsc::error::TrySendError::Full(mut lost) | mpsc::error::TrySendError::Closed(mut lost)) = e;
-            self.stats.dropped_queue_full.fetch_add(lost.len() as u64, Ordering::Relaxed);
-            // The dropped batch's buffer becomes the next batch: no allocation while dropping.
-            lost.clear();
-            let mut batch = self.batch.borrow_mut();
-            if batch.is_empty() && batch.capacity() < lost.capacity() {
-                *batch = lost;
+            let count = std::mem::take(&mut batch.count);
+            let bytes = batch.spans.split().freeze();
+            if batch.spans.capacity() < MAX_BATCH_BYTES / 4 {
+                batch.spans.reserve(BATCH_RESERVE);
             }
+            EncodedSpans { bytes, count }
+        };
+        if let Err(e) = self.sender.try_send(spans) {
+            let (mpsc::error::TrySendError::Full(lost) | mpsc::error::TrySendError::Closed(lost)) = e;
+            self.stats.dropped_queue_full.fetch_add(lost.count as u64, Ordering::Relaxed);
         }
     }
 
     /// Spans waiting in this worker's batch.
     pub fn pending(&self) -> usize {
-        self.batch.borrow().len()
+        self.batch.borrow().count
     }
 }
 
@@ -310,7 +358,7 @@ mod tests {
     use super::*;
     use crate::config::TracingConfig;
 
-    fn tracer(json: &str) -> (WorkerTracer, mpsc::Receiver<Vec<SpanRecord>>, Arc<ExportStats>) {
+    fn tracer(json: &str) -> (WorkerTracer, mpsc::Receiver<EncodedSpans>, Arc<ExportStats>) {
         let spec = serde_json::from_str::<TracingConfig>(json).unwrap().validate().unwrap().unwrap();
         let (tx, rx) = mpsc::channel(1);
         let stats = Arc::new(ExportStats::default());
@@ -358,24 +406,24 @@ mod tests {
         let deny = [("b3", "0"), ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")];
         assert_eq!(t.start(kv(&deny)), None, "b3: 0 refuses sampling");
         let mut headers = Vec::new();
-        t.inject(1, 2, 3, Some("a=b"), |k, v| headers.push((k, v)));
+        t.inject(1, 2, 3, Some(&Bytes::from_static(b"a=b")), |k, v| headers.push((k, v)));
         let keys: Vec<_> = headers.iter().map(|(k, _)| *k).collect();
         assert_eq!(keys, ["b3", "traceparent", "tracestate"]);
-        assert_eq!(headers[1].1, b"00-00000000000000000000000000000001-0000000000000002-01");
+        assert_eq!(&headers[1].1[..], b"00-00000000000000000000000000000001-0000000000000002-01");
         let (multi, _rx, _) = tracer(r#"{"propagation": ["b3multi"]}"#);
         let mut keys = Vec::new();
         multi.inject(1, 2, 0, None, |k, _| keys.push(k));
         assert_eq!(keys, ["x-b3-traceid", "x-b3-spanid", "x-b3-sampled"]);
     }
 
-    fn record() -> SpanRecord {
+    fn record() -> SpanRecord<'static> {
         SpanRecord {
             trace_id: 1,
             span_id: 2,
             parent_span_id: 0,
             parent_is_remote: false,
             kind: crate::span::SpanKind::Server,
-            name: Arc::from("s/m"),
+            name: "s/m",
             start: std::time::Instant::now(),
             end: std::time::Instant::now(),
             status: crate::span::SpanStatus::Unset,
@@ -405,21 +453,21 @@ mod tests {
     #[test]
     fn full_queue_drops_and_counts() {
         let (t, mut rx, stats) = tracer(r#"{"batch_size": 2, "max_queue_size": 2}"#);
-        t.push(record());
+        t.push(&record());
         assert_eq!(t.pending(), 1);
-        t.push(record()); // a full batch: sent (the channel holds one batch)
+        t.push(&record()); // a full batch: sent (the channel holds one batch)
         assert_eq!(t.pending(), 0);
-        t.push(record());
-        t.push(record()); // the channel is full: dropped
+        t.push(&record());
+        t.push(&record()); // the channel is full: dropped
         assert_eq!(stats.dropped_queue_full.load(Ordering::Relaxed), 2);
         assert!(!t.admit(), "the queue is full: spans are not even built");
         assert_eq!(stats.dropped_queue_full.load(Ordering::Relaxed), 2, "counted at the next flush");
         t.flush();
         assert_eq!(stats.dropped_queue_full.load(Ordering::Relaxed), 3);
-        assert_eq!(rx.try_recv().map(|b| b.len()).ok(), Some(2));
+        assert_eq!(rx.try_recv().map(|b| b.count).ok(), Some(2));
         assert!(t.admit(), "room again");
-        t.push(record());
+        t.push(&record());
         drop(t); // dropping the tracer hands over what it holds
-        assert_eq!(rx.try_recv().map(|b| b.len()).ok(), Some(1));
+        assert_eq!(rx.try_recv().map(|b| b.count).ok(), Some(1));
     }
 }

@@ -17,13 +17,13 @@
 //!   and the server span, with listener, operation, route, cluster, subset, upstream, outcome,
 //!   status, request id and sizes.
 //!
-//! Finished spans go into the worker's batch ([`WorkerTracer::push`]): no lock, no channel per
-//! span, nothing that waits.
+//! Finished spans are encoded into the worker's batch at once ([`WorkerTracer::push`]), borrowing
+//! their fields from the exchange: no allocation, no lock, no channel per span, nothing that
+//! waits.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -48,8 +48,8 @@ pub(crate) struct ExchangeTrace {
     /// The parent of each try's client span: the server span (for a mirrored copy, the original
     /// request's server span).
     try_parent: u64,
-    /// The caller's `tracestate`, forwarded unchanged.
-    tracestate: Option<Arc<str>>,
+    /// The caller's `tracestate` (valid, so ASCII text), forwarded unchanged.
+    tracestate: Option<Bytes>,
     /// The request carries a `tracestate` that does not go with the context the proxy continues
     /// (its `traceparent` was invalid, or the context came in B3): removed from what goes upstream.
     drop_tracestate: bool,
@@ -141,9 +141,8 @@ impl<C: Codec> Engine<C> {
         let tracestate = match sampled.from {
             Some(Propagation::W3c) => request
                 .kvs
-                .get_str("tracestate")
-                .filter(|ts| !ts.trim().is_empty() && context::valid_tracestate(ts.as_bytes()))
-                .map(Arc::from),
+                .get_shared("tracestate")
+                .filter(|ts| !ts.trim_ascii().is_empty() && context::valid_tracestate(ts)),
             _ => None,
         };
         let drop_tracestate = tracestate.is_none()
@@ -178,8 +177,8 @@ impl<C: Codec> Engine<C> {
         // After the request's own mutation, which may add or remove keys, an append could
         // duplicate a key: only an otherwise untouched request gets the codecs' append path.
         let append = trace.keys_absent && mutation.is_empty();
-        tracer.inject(trace.trace_id, span_id, trace.try_parent, trace.tracestate.as_deref(), |key, value| {
-            let (key, value) = (Bytes::from_static(key.as_bytes()), Bytes::from(value));
+        tracer.inject(trace.trace_id, span_id, trace.try_parent, trace.tracestate.as_ref(), |key, value| {
+            let key = Bytes::from_static(key.as_bytes());
             if append {
                 mutation.append(key, value);
             } else {
@@ -230,14 +229,15 @@ impl<C: Codec> Engine<C> {
             Sink::Client(down) => down.peer,
             Sink::Mirror => None,
         };
+        let op = &trace.op;
         let attributes = Attributes {
-            rpc_system: Some(self.protocol.clone()),
-            service: trace.op.service.clone(),
-            method: trace.op.method.clone(),
-            listener: Some(ex.listener.spec.name.clone()),
-            route: decision.map(|d| d.route.name.clone()),
-            cluster: decision.map(|d| d.destination.cluster.clone()),
-            subset: decision.and_then(|d| d.destination.subset.clone()),
+            rpc_system: Some(&self.protocol),
+            service: op.service.clone().and_then(|r| op.name.get(r)),
+            method: op.method.clone().and_then(|r| op.name.get(r)),
+            listener: Some(&ex.listener.spec.name),
+            route: decision.map(|d| &*d.route.name),
+            cluster: decision.map(|d| &*d.destination.cluster),
+            subset: decision.and_then(|d| d.destination.subset.as_deref()),
             peer,
             upstream: ex.upstream,
             outcome: Some(outcome.as_str()),
@@ -248,29 +248,29 @@ impl<C: Codec> Engine<C> {
             response_size: response.map(Metadata::frame_size),
             attempts: Some(ex.attempts),
             mirror: false,
-            extra: Vec::new(),
+            extra: &[],
         };
-        let status = if !code {
-            SpanStatus::Unset
+        let error = if !code {
+            None
         } else if let Some(reply) = &ex.ctx.local_reply {
-            SpanStatus::Error(reply_text(reply))
+            Some(reply_text(reply))
         } else if outcome == Outcome::Dropped {
-            SpanStatus::Error(Cow::Borrowed("dropped by a filter"))
+            Some(Cow::Borrowed("dropped by a filter"))
         } else {
-            SpanStatus::Error(Cow::Borrowed("the upstream answered with an error"))
+            Some(Cow::Borrowed("the upstream answered with an error"))
         };
-        tracer.push(SpanRecord {
+        tracer.push(&SpanRecord {
             trace_id: trace.trace_id,
             span_id: trace.server_span,
             parent_span_id: trace.caller_span,
             parent_is_remote: trace.caller_span != 0,
             kind: SpanKind::Server,
-            name: trace.op.name.clone(),
+            name: &op.name,
             start: ex.started,
             end: self.now(),
-            status,
+            status: error.as_deref().map_or(SpanStatus::Unset, SpanStatus::Error),
             attributes,
-            trace_state: trace.tracestate.clone(),
+            trace_state: trace.tracestate.as_deref().and_then(|ts| std::str::from_utf8(ts).ok()),
         });
     }
 
@@ -281,48 +281,48 @@ impl<C: Codec> Engine<C> {
             return;
         }
         let mut attributes = Attributes {
-            rpc_system: Some(self.protocol.clone()),
-            cluster: ex.ctx.route.as_ref().map(|d| d.destination.cluster.clone()),
+            rpc_system: Some(&self.protocol),
+            cluster: ex.ctx.route.as_ref().map(|d| &*d.destination.cluster),
             peer: Some(open.upstream),
             attempts: Some(open.attempt),
             mirror: trace.server_span == 0,
             ..Attributes::default()
         };
-        let status = match end {
+        let error: Option<Cow<'_, str>> = match end {
             TryEnd::Response(response) => {
                 attributes.status = Some(response.response_status.as_str());
                 attributes.response_code = response_code(response);
                 attributes.response_size = Some(response.frame_size());
                 match response.response_status {
-                    ResponseStatus::Error => SpanStatus::Error(Cow::Borrowed("the upstream answered with an error")),
-                    _ => SpanStatus::Unset,
+                    ResponseStatus::Error => Some(Cow::Borrowed("the upstream answered with an error")),
+                    _ => None,
                 }
             }
             TryEnd::Failed(error) => {
                 attributes.status = Some("failed");
-                SpanStatus::Error(Cow::Owned(error.to_string()))
+                Some(Cow::Owned(error.to_string()))
             }
             TryEnd::Sent => {
                 attributes.status = Some("sent");
-                SpanStatus::Unset
+                None
             }
             TryEnd::Abandoned(reason) => {
                 attributes.status = Some("unanswered");
-                SpanStatus::Error(reason)
+                Some(reason)
             }
         };
-        tracer.push(SpanRecord {
+        tracer.push(&SpanRecord {
             trace_id: trace.trace_id,
             span_id: open.span_id,
             parent_span_id: trace.try_parent,
             parent_is_remote: false,
             kind: SpanKind::Client,
-            name: trace.op.name.clone(),
+            name: &trace.op.name,
             start: open.started,
             end: self.now(),
-            status,
+            status: error.as_deref().map_or(SpanStatus::Unset, SpanStatus::Error),
             attributes,
-            trace_state: trace.tracestate.clone(),
+            trace_state: trace.tracestate.as_deref().and_then(|ts| std::str::from_utf8(ts).ok()),
         });
     }
 }

@@ -40,30 +40,45 @@ pub(crate) const MAX_STRING: usize = 1024;
 const SPAN_ATTRIBUTES: u32 = 9;
 const SCOPE_SPANS_SPANS: u32 = 2;
 
-/// Encodes finished spans into a worker's batch; keeps its scratch space between spans.
-#[derive(Debug)]
+/// Encodes finished spans into a worker's batch; keeps the text of addresses between spans.
+#[derive(Debug, Default)]
 pub(crate) struct SpanWriter {
-    /// One span's message, before its length is known.
-    span: Vec<u8>,
     /// Addresses as text (`ip`, `ip:port`): clients and upstreams repeat.
     texts: AddressTexts,
 }
 
-impl Default for SpanWriter {
-    fn default() -> Self {
-        SpanWriter { span: Vec::with_capacity(2048), texts: AddressTexts::default() }
-    }
-}
-
 impl SpanWriter {
     /// Appends `r` to `out` as a `ScopeSpans.spans` field, its times read against `clock`.
+    ///
+    /// The span is written in place, after two bytes kept for its length: the length of nearly
+    /// every span is a two-byte varint (128 to 16383 bytes). A span of another size moves by a
+    /// byte once written, so the length is always encoded as protobuf's own encoders do.
     pub(crate) fn write(&mut self, out: &mut BytesMut, r: &SpanRecord<'_>, clock: &Clock) {
-        self.span.clear();
-        write_span(&mut self.span, r, clock, &mut self.texts);
-        out.reserve(self.span.len() + 4);
+        out.reserve(1024);
         encode_key(SCOPE_SPANS_SPANS, WireType::LengthDelimited, out);
-        encode_varint(self.span.len() as u64, out);
-        out.extend_from_slice(&self.span);
+        let at = out.len();
+        out.put_u16(0);
+        write_span(out, r, clock, &mut self.texts);
+        let len = out.len() - at - 2;
+        match len {
+            0..=0x7f => {
+                out.copy_within(at + 2.., at + 1);
+                out.truncate(out.len() - 1);
+            }
+            0x80..=0x3fff => {}
+            _ => {
+                let end = out.len();
+                out.put_u8(0);
+                out.copy_within(at + 2..end, at + 3);
+            }
+        }
+        let mut varint = [0u8; 10];
+        let mut cursor = &mut varint[..];
+        prost::encoding::encode_varint(len as u64, &mut cursor);
+        let n = encoded_len_varint(len as u64);
+        if let (Some(slot), Some(value)) = (out.get_mut(at..at + n), varint.get(..n)) {
+            slot.copy_from_slice(value);
+        }
     }
 }
 
@@ -263,6 +278,39 @@ fn put_kv(buf: &mut impl BufMut, tag: u32, key: &str, value: Any<'_>) {
     value.write(buf);
 }
 
+/// A span's attribute (`Span.attributes`). The common case, a key and a value short enough for
+/// every length to take one byte, is written with four copies; anything longer as `put_kv` does.
+#[inline]
+fn put_span_attribute(buf: &mut BytesMut, key: &str, value: Any<'_>) {
+    let value = match value {
+        Any::Str(s) => Any::Str(clip(s)),
+        other => other,
+    };
+    let any = value.len();
+    let kv = 2 + key.len() + 2 + any;
+    let (Ok(kv_len), Ok(key_len), Ok(any_len)) = (u8::try_from(kv), u8::try_from(key.len()), u8::try_from(any)) else {
+        return put_kv(buf, SPAN_ATTRIBUTES, key, value);
+    };
+    if kv_len >= 0x80 {
+        return put_kv(buf, SPAN_ATTRIBUTES, key, value);
+    }
+    buf.reserve(kv + 2);
+    // KeyValue (field 9) { key (1): key, value (2): AnyValue { one field } }.
+    buf.extend_from_slice(&[(SPAN_ATTRIBUTES << 3 | 2) as u8, kv_len, 0x0a, key_len]);
+    buf.extend_from_slice(key.as_bytes());
+    match value {
+        // AnyValue.string_value (1): every length fits one byte, as `kv` does.
+        Any::Str(s) => {
+            buf.extend_from_slice(&[0x12, any_len, 0x0a, s.len() as u8]);
+            buf.extend_from_slice(s.as_bytes());
+        }
+        other => {
+            buf.extend_from_slice(&[0x12, any_len]);
+            other.write(buf);
+        }
+    }
+}
+
 /// An SDK attribute (the resource's).
 fn put_attribute(buf: &mut Vec<u8>, tag: u32, key: &str, value: &Value) {
     match value {
@@ -283,7 +331,7 @@ fn on_stack(scratch: &mut [u8; 64], value: impl std::fmt::Display) -> &str {
 }
 
 /// One `Span` message.
-fn write_span(buf: &mut Vec<u8>, r: &SpanRecord<'_>, clock: &Clock, texts: &mut AddressTexts) {
+fn write_span(buf: &mut BytesMut, r: &SpanRecord<'_>, clock: &Clock, texts: &mut AddressTexts) {
     put_bytes(buf, 1, &r.trace_id.to_be_bytes());
     put_bytes(buf, 2, &r.span_id.to_be_bytes());
     if let Some(ts) = r.trace_state.filter(|ts| !ts.is_empty()) {
@@ -320,8 +368,8 @@ fn write_span(buf: &mut Vec<u8>, r: &SpanRecord<'_>, clock: &Clock, texts: &mut 
 }
 
 /// A record's typed fields as attributes, named as the module `span` documents.
-fn write_attributes(buf: &mut Vec<u8>, kind: SpanKind, a: &Attributes<'_>, texts: &mut AddressTexts) {
-    let mut put = |key: &str, v: Any<'_>| put_kv(&mut *buf, SPAN_ATTRIBUTES, key, v);
+fn write_attributes(buf: &mut BytesMut, kind: SpanKind, a: &Attributes<'_>, texts: &mut AddressTexts) {
+    let mut put = |key: &str, v: Any<'_>| put_span_attribute(&mut *buf, key, v);
     for (key, v) in [
         ("rpc.system", a.rpc_system),
         ("rpc.service", a.service),
@@ -531,6 +579,37 @@ mod tests {
         let span = &request.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(span.name.len(), MAX_STRING);
         assert_eq!(attr(&span.attributes, "rpc.service").cloned(), text(&"é".repeat(MAX_STRING / 2)));
+    }
+
+    #[test]
+    fn spans_of_every_size_have_canonical_lengths() {
+        let long = "x".repeat(MAX_STRING);
+        let extra: Vec<(&str, AttrValue<'_>)> = (0..20).map(|_| ("x.long", AttrValue::Str(&long))).collect();
+        let mut big = record(SpanKind::Server, 0, SpanStatus::Unset, Instant::now());
+        big.attributes.extra = &extra;
+        let small = SpanRecord {
+            name: "m",
+            attributes: Attributes::default(),
+            trace_state: None,
+            ..record(SpanKind::Client, 0, SpanStatus::Unset, Instant::now())
+        };
+        let typical = record(SpanKind::Client, 1, SpanStatus::Unset, Instant::now());
+        let mut spans = BytesMut::new();
+        let mut writer = SpanWriter::default();
+        let clock = Clock::now();
+        for r in [&small, &big, &typical, &small] {
+            writer.write(&mut spans, r, &clock);
+        }
+        let body = export_request(&Envelope::new("x"), &spans);
+        let request = ExportTraceServiceRequest::decode(body.clone()).unwrap();
+        let decoded = &request.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(decoded.len(), 4);
+        assert_eq!(decoded[0].name, "m");
+        assert!(decoded[0].encoded_len() < 128 && decoded[1].encoded_len() > 16384, "both rare sizes are covered");
+        assert_eq!(decoded[1].attributes.iter().filter(|kv| kv.key == "x.long").count(), 20);
+        assert_eq!(decoded[2].name, typical.name);
+        assert_eq!(decoded[3], decoded[0]);
+        assert_eq!(request.encode_to_vec(), body, "byte for byte what the official types write");
     }
 
     #[test]

@@ -26,8 +26,8 @@ use crate::stats::ExportStats;
 /// the queue's length in batches, this bounds the memory spans waiting for the exporter take.
 pub(crate) const MAX_BATCH_BYTES: usize = 256 << 10;
 
-/// Room a worker's batch buffer takes at once when it runs out.
-const BATCH_RESERVE: usize = 128 << 10;
+/// Room kept beyond the last batch's size when the next batch's buffer is taken.
+const BATCH_SLACK: usize = 4 << 10;
 
 /// Encoded spans on their way to the exporter: `ScopeSpans.spans` fields, one after another.
 #[derive(Debug)]
@@ -319,8 +319,11 @@ impl WorkerTracer {
             }
             let count = std::mem::take(&mut batch.count);
             let bytes = batch.spans.split().freeze();
-            if batch.spans.capacity() < MAX_BATCH_BYTES / 4 {
-                batch.spans.reserve(BATCH_RESERVE);
+            // The next batch's buffer, sized after this one: a batch that outgrew its buffer would
+            // be copied into a bigger one while it is written.
+            let want = (bytes.len() + bytes.len() / 4 + BATCH_SLACK).min(MAX_BATCH_BYTES + BATCH_SLACK);
+            if batch.spans.capacity() < want {
+                batch.spans.reserve(want);
             }
             EncodedSpans { bytes, count }
         };

@@ -7,7 +7,7 @@
 //!   sample_ratio: 1.0                   # requests without a context that start a trace (default 1.0)
 //!   service_name: metaproxy             # the resource's service.name (default metaproxy)
 //!   propagation: [w3c]                  # w3c (default), b3 (the single b3 header), b3multi (x-b3-*)
-//!   batch_size: 128                     # spans a worker hands over at once (default 128)
+//!   batch_size: 512                     # spans a worker hands over at once (default 512)
 //!   max_queue_size: 8192                # spans waiting for the exporter; past it spans are dropped
 //!   flush_interval: 200ms               # a worker hands over a partial batch this often
 //!   export_timeout: 5s                  # one export call to the collector (default 5s)
@@ -88,7 +88,7 @@ pub struct TracingConfig {
     /// The formats read (first valid one wins) and written, in order (default `[w3c]`).
     #[serde(default)]
     pub propagation: Option<Vec<Propagation>>,
-    /// Finished spans a worker collects before handing them to the exporter (default 128; a batch also goes once it holds 256 KiB).
+    /// Finished spans a worker collects before handing them to the exporter (default 512; a batch also goes once it holds 256 KiB).
     #[serde(default)]
     pub batch_size: Option<usize>,
     /// Most spans waiting for the exporter (default 8192); past it new spans are dropped and
@@ -196,7 +196,7 @@ impl TracingConfig {
             seen.push(*p);
             first
         });
-        let batch_size = self.batch_size.unwrap_or(128);
+        let batch_size = self.batch_size.unwrap_or(512);
         if !(1..=8192).contains(&batch_size) {
             return Err(TracingConfigError { field: "batch_size", message: "must be 1 to 8192".into() });
         }

@@ -1,5 +1,6 @@
-//! The request path's share of tracing at 100% sampling: a traced request's two spans (its server
-//! span and its try's client span) encoded into the worker's batch, and its `traceparent` made.
+//! The request path's share of tracing: a traced request's two spans (its server span and its
+//! try's client span) encoded into the worker's batch, its `traceparent` made, and what every
+//! request pays at 1% sampling (its context looked for among its key/values, the sampling draw).
 //! The exporter behind the tracer points at a port nobody listens on: its queue fills and batches
 //! are dropped, which is the cheapest thing a flush can do, so the figure is the encoding.
 
@@ -71,6 +72,13 @@ fn spans(c: &mut Criterion) {
             tracer.push(black_box(&server));
             tracer.push(black_box(&client));
         })
+    });
+    let request = metaprotocol_benches::typical_request();
+    let config: TracingConfig =
+        serde_json::from_str(r#"{"endpoint": "http://127.0.0.1:9", "sample_ratio": 0.01}"#).unwrap();
+    let one_percent = exporter.worker(&config.validate().unwrap().unwrap()).unwrap();
+    c.bench_function("tracing_1_percent_sampling_decision", |b| {
+        b.iter(|| black_box(one_percent.start(|key| black_box(&request).kvs.get(key))))
     });
     c.bench_function("tracing_traceparent_injected", |b| {
         b.iter(|| tracer.inject(black_box(1), black_box(2), 3, None, |k, v| drop(black_box((k, v)))))

@@ -1,5 +1,6 @@
-//! Inputs shared by the benchmarks in `benches/`: a route table of 100 mixed routes and typical
-//! request metadata. Run the benchmarks with `cargo bench -p metaprotocol-benches`.
+//! Inputs shared by the benchmarks in `benches/`: a route table of 100 mixed routes, typical
+//! request metadata, and a typical traced request's spans. Run the benchmarks with
+//! `cargo bench -p metaprotocol-benches`.
 
 #![forbid(unsafe_code)]
 
@@ -9,6 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use metaprotocol_core::route::RouteSpec;
 use metaprotocol_core::{MessageType, Metadata, RouteTable, Text};
 use metaprotocol_dubbo::hessian::{write_int, write_map_end, write_map_start, write_string};
+use metaproxy_tracing::{Attributes, SpanKind, SpanRecord, SpanStatus};
 
 /// 100 routes: a third exact, a third prefix, a third regex, each on two keys, followed by a
 /// catch-all. None of the first 100 match [`typical_request`], so matching walks them all.
@@ -177,6 +179,64 @@ pub fn thrift_typical_call(
     }
     out.put_slice(&payload);
     Ok(out.freeze())
+}
+
+/// The operation of [`typical_traced_spans`].
+const TRACED_OPERATION: &str = "org.apache.dubbo.demo.DemoService/sayHello";
+
+/// A traced Dubbo request's spans as the proxy records them: its server span (a new trace, one
+/// try, answered) and that try's client span, both started at `start`.
+pub fn typical_traced_spans(start: std::time::Instant) -> [SpanRecord<'static>; 2] {
+    let name = TRACED_OPERATION;
+    let server = SpanRecord {
+        trace_id: 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
+        span_id: 0x00f0_67aa_0ba9_02b7,
+        parent_span_id: 0,
+        parent_is_remote: false,
+        kind: SpanKind::Server,
+        name,
+        start,
+        end: start + std::time::Duration::from_micros(150),
+        status: SpanStatus::Unset,
+        attributes: Attributes {
+            rpc_system: Some("dubbo"),
+            service: name.get(..33),
+            method: name.get(34..),
+            listener: Some("in"),
+            route: Some("default"),
+            cluster: Some("echo"),
+            subset: None,
+            peer: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 40000))),
+            upstream: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 20880))),
+            outcome: Some("response"),
+            status: Some("ok"),
+            response_code: Some(20),
+            request_id: Some(123_456),
+            request_size: Some(1200),
+            response_size: Some(1100),
+            attempts: Some(1),
+            mirror: false,
+            extra: &[],
+        },
+        trace_state: None,
+    };
+    let client = SpanRecord {
+        span_id: 0x1111_2222_3333_4444,
+        parent_span_id: server.span_id,
+        kind: SpanKind::Client,
+        attributes: Attributes {
+            rpc_system: Some("dubbo"),
+            cluster: Some("echo"),
+            peer: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 20880))),
+            status: Some("ok"),
+            response_code: Some(20),
+            response_size: Some(1100),
+            attempts: Some(1),
+            ..Attributes::default()
+        },
+        ..server
+    };
+    [server, client]
 }
 
 #[cfg(test)]

@@ -337,6 +337,12 @@ impl WorkerTracer {
     pub fn pending(&self) -> usize {
         self.batch.borrow().count
     }
+
+    /// Bytes of encoded spans waiting in this worker's batch (what they will take on the wire,
+    /// inside the export call's envelope).
+    pub fn pending_bytes(&self) -> usize {
+        self.batch.borrow().spans.len()
+    }
 }
 
 impl Drop for WorkerTracer {
@@ -458,6 +464,7 @@ mod tests {
         let (t, mut rx, stats) = tracer(r#"{"batch_size": 2, "max_queue_size": 2}"#);
         t.push(&record());
         assert_eq!(t.pending(), 1);
+        assert!(t.pending_bytes() > 0);
         t.push(&record()); // a full batch: sent (the channel holds one batch)
         assert_eq!(t.pending(), 0);
         t.push(&record());

@@ -177,67 +177,6 @@ fn spans_of_every_size_have_canonical_lengths() {
     assert_eq!(request.encode_to_vec(), body, "byte for byte what the official types write");
 }
 
-/// The bytes a typical traced Dubbo request ships (BENCHMARKS.md, "Tracing cost"): at full
-/// sampling, sending them is the largest part of tracing's cost, so they are held to a budget.
-#[test]
-fn a_typical_request_s_spans_stay_within_their_byte_budget() {
-    let start = Instant::now();
-    let name = "org.apache.dubbo.demo.DemoService/sayHello";
-    let server = SpanRecord {
-        trace_id: u128::MAX,
-        span_id: u64::MAX,
-        parent_span_id: 0,
-        parent_is_remote: false,
-        kind: SpanKind::Server,
-        name,
-        start,
-        end: start,
-        status: SpanStatus::Unset,
-        attributes: Attributes {
-            rpc_system: Some("dubbo"),
-            service: name.get(..33),
-            method: name.get(34..),
-            listener: Some("in"),
-            route: Some("default"),
-            cluster: Some("echo"),
-            subset: None,
-            peer: Some("127.0.0.1:40000".parse().unwrap()),
-            upstream: Some("127.0.0.1:20880".parse().unwrap()),
-            outcome: Some("response"),
-            status: Some("ok"),
-            response_code: Some(20),
-            request_id: Some(123_456),
-            request_size: Some(1200),
-            response_size: Some(1100),
-            attempts: Some(1),
-            mirror: false,
-            extra: &[],
-        },
-        trace_state: None,
-    };
-    let client = SpanRecord {
-        kind: SpanKind::Client,
-        parent_span_id: u64::MAX,
-        attributes: Attributes {
-            rpc_system: Some("dubbo"),
-            cluster: Some("echo"),
-            peer: Some("127.0.0.1:20880".parse().unwrap()),
-            status: Some("ok"),
-            response_code: Some(20),
-            response_size: Some(1100),
-            attempts: Some(1),
-            ..Attributes::default()
-        },
-        ..server
-    };
-    let mut writer = SpanWriter::default();
-    let clock = Clock::now();
-    let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
-    writer.write(&mut a, &server, &clock);
-    writer.write(&mut b, &client, &clock);
-    assert_eq!((a.len(), b.len()), (591, 329), "server and client span bytes, field header included");
-}
-
 #[test]
 fn address_texts_follow_their_slot() {
     let mut texts = AddressTexts::default();
